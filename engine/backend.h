@@ -102,6 +102,16 @@ class Backend {
   virtual void add_rmsnorm(Tensor& residual, const Tensor& delta, const Tensor& w, float eps, Tensor& out) = 0;
   // y = x · wᵀ (+ bias)                                 x [T, K], w [N, K], bias [N] F32 or null, y [T, N]
   virtual void linear(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) = 0;
+  // Several projections of the same x at once (q/k/v, gate/up): y_i = x · w_iᵀ (+ bias_i), the
+  // same results as one linear() each. A backend may run them as one job; this default does not.
+  struct LinearJob {
+    const Tensor* w;
+    const Tensor* bias;  // null when absent
+    Tensor* y;
+  };
+  virtual void linear_many(const Tensor& x, std::span<const LinearJob> jobs) {
+    for (const LinearJob& j : jobs) linear(x, *j.w, j.bias, *j.y);
+  }
   // Rotates q [T, H, d] and k [T, Hkv, d] in place by each row's position (HF rotate-half
   // pairing i, i + d/2), angle = position · inv_freq[i] in F32.  inv_freq [d/2] F32
   virtual void rope(Tensor& q, Tensor& k, const Tensor& inv_freq, const BatchLayout& b) = 0;

@@ -149,10 +149,19 @@ void Model::ensure_workspace(int64_t rows, int64_t logit_rows) {
   }
 }
 
-void Model::project(int layer, Projection p, const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y,
-                    const ForwardContext& ctx, const ForwardOptions& options) {
-  backend_.linear(x, w, bias.empty() ? nullptr : &bias, y);
-  if (options.delta) options.delta->apply(layer, p, x, y, ctx);
+void Model::project(int layer, const Tensor& x, std::initializer_list<ProjectionOut> outs, const ForwardContext& ctx,
+                    const ForwardOptions& options) {
+  if (outs.size() == 1) {
+    const ProjectionOut& p = *outs.begin();
+    backend_.linear(x, p.w, p.bias.empty() ? nullptr : &p.bias, p.y);
+  } else {
+    std::vector<Backend::LinearJob> jobs;
+    for (const ProjectionOut& p : outs) jobs.push_back({&p.w, p.bias.empty() ? nullptr : &p.bias, &p.y});
+    backend_.linear_many(x, jobs);
+  }
+  if (options.delta) {
+    for (const ProjectionOut& p : outs) options.delta->apply(layer, p.projection, x, p.y, ctx);
+  }
 }
 
 void Model::run_layer(int l, KvCache& kv, const ForwardContext& ctx, const ForwardOptions& opt) {
@@ -178,20 +187,18 @@ void Model::run_layer(int l, KvCache& kv, const ForwardContext& ctx, const Forwa
   if (opt.hook) opt.hook->on_activation(HookPoint::ResidPre, l, x, ctx);
   // Attention block
   backend_.rmsnorm(x, W.attn_norm, eps, h);
-  project(l, Projection::Q, h, W.q, W.q_bias, q2, ctx, opt);
-  project(l, Projection::K, h, W.k, W.k_bias, k2, ctx, opt);
-  project(l, Projection::V, h, W.v, W.v_bias, v2, ctx, opt);
+  project(l, h, {{Projection::Q, W.q, W.q_bias, q2}, {Projection::K, W.k, W.k_bias, k2}, {Projection::V, W.v, W.v_bias, v2}},
+          ctx, opt);
   backend_.rope(q, k, inv_freq_, ctx.layout);
   backend_.kv_append(kv.store(), l, k, v, ctx.layout);
   backend_.attention(q, kv.store(), l, c.sliding_window[size_t(l)], attn_scale_, ctx.layout, z);
   if (opt.hook) opt.hook->on_activation(HookPoint::AttnHeads, l, z, ctx);
-  project(l, Projection::O, z2, W.o, W.o_bias, o, ctx, opt);
+  project(l, z2, {{Projection::O, W.o, W.o_bias, o}}, ctx, opt);
   // MLP block
   backend_.add_rmsnorm(x, o, W.mlp_norm, eps, h);
-  project(l, Projection::Gate, h, W.gate, W.gate_bias, gate, ctx, opt);
-  project(l, Projection::Up, h, W.up, W.up_bias, up, ctx, opt);
+  project(l, h, {{Projection::Gate, W.gate, W.gate_bias, gate}, {Projection::Up, W.up, W.up_bias, up}}, ctx, opt);
   backend_.silu_mul(gate, up, gate);
-  project(l, Projection::Down, gate, W.down, W.down_bias, down, ctx, opt);
+  project(l, gate, {{Projection::Down, W.down, W.down_bias, down}}, ctx, opt);
   backend_.add(x, down);
   if (opt.hook) opt.hook->on_activation(HookPoint::ResidPost, l, x, ctx);
 }
@@ -232,7 +239,8 @@ Tensor Model::forward(const Batch& batch, KvCache& kv, const ForwardOptions& opt
     backend_.gather_rows(x, layout_, final_h);
     backend_.rmsnorm(final_h, weights_.final_norm, float(c.rms_norm_eps), final_h);
     if (opt.hook) opt.hook->on_activation(HookPoint::FinalNorm, -1, final_h, ctx);
-    project(-1, Projection::LmHead, final_h, weights_.lm_head, Tensor{}, logits, ctx, opt);
+    const Tensor no_bias;
+    project(-1, final_h, {{Projection::LmHead, weights_.lm_head, no_bias, logits}}, ctx, opt);
     if (opt.hook) opt.hook->on_activation(HookPoint::Logits, -1, logits, ctx);
   };
   // A plain decode step (one row per sequence, every layer, nothing observing) issues the same ops

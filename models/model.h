@@ -10,6 +10,7 @@
 #pragma once
 
 #include <filesystem>
+#include <initializer_list>
 #include <memory>
 #include <span>
 #include <vector>
@@ -83,8 +84,15 @@ class Model {
   void build_layout(const Batch& batch, KvCache& kv);
   void ensure_workspace(int64_t rows, int64_t logit_rows);
   void run_layer(int l, KvCache& kv, const ForwardContext& ctx, const ForwardOptions& options);
-  void project(int layer, Projection p, const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y,
-               const ForwardContext& ctx, const ForwardOptions& options);
+  // The one call site of every projection: y = x · wᵀ + b, then the delta hook, if any.
+  struct ProjectionOut {
+    Projection projection;
+    const Tensor& w;
+    const Tensor& bias;  // empty when absent
+    Tensor& y;
+  };
+  void project(int layer, const Tensor& x, std::initializer_list<ProjectionOut> outs, const ForwardContext& ctx,
+               const ForwardOptions& options);
 
   ModelConfig config_;
   Backend& backend_;

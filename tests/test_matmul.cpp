@@ -268,6 +268,39 @@ TEST_CASE("matmul: the public entry point picks a path and matches the reference
   }
 }
 
+TEST_CASE("matmul_many: bitwise the same as one matmul per target, for any thread count") {
+  std::mt19937 rng(11);
+  const int64_t K = 192;
+  // q/k/v-like shapes with mixed dtypes and odd N, so the row split crosses target boundaries.
+  const std::vector<std::pair<DType, int64_t>> shapes = {{DType::BF16, 96}, {DType::F16, 33}, {DType::F32, 7}};
+  std::vector<GuardedBuffer> ws;
+  std::vector<std::vector<float>> biases;
+  for (const auto& [dt, N] : shapes) {
+    ws.push_back(make_weights(dt, N, K, rng));
+    biases.push_back(random_vec(size_t(N), rng));
+  }
+  for (int64_t T : {1, 3, 16}) {  // the GEMV split and the per-target fallback
+    const std::vector<float> x = random_vec(size_t(T * K), rng);
+    for (int threads : {1, 2, 3}) {
+      std::vector<std::vector<float>> want, got;
+      std::vector<MatmulTarget> targets;
+      for (size_t i = 0; i < shapes.size(); i++) {
+        const auto& [dt, N] = shapes[i];
+        const float* bias = i == 1 ? nullptr : biases[i].data();
+        want.emplace_back(size_t(T * N));
+        got.emplace_back(size_t(T * N), std::nanf(""));
+        matmul(x.data(), T, K, ws[i].data(), dt, N, bias, want.back().data(), pool(threads));
+        targets.push_back({ws[i].data(), dt, N, bias, got.back().data()});
+      }
+      matmul_many(x.data(), T, K, targets, pool(threads));
+      for (size_t i = 0; i < shapes.size(); i++) {
+        INFO("T=", T, " threads=", threads, " target ", i);
+        CHECK(std::memcmp(want[i].data(), got[i].data(), want[i].size() * sizeof(float)) == 0);
+      }
+    }
+  }
+}
+
 TEST_CASE("matmul: the checker would catch a dropped k remainder") {
   // Zeroing the last column of x is what a kernel that skips the K tail computes.
   std::mt19937 rng(99);

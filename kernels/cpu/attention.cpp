@@ -1,14 +1,20 @@
 // Paged causal attention on the CPU: GQA, sliding window, ragged rows, F32 or BF16 cache.
 //
-// Work item = (row, KV head): the G = H / Hkv query heads sharing a KV head are processed
-// together, so each key and value row is widened to F32 once and used G times. Scores are
-// computed in full and then normalised (two passes, as HF's eager softmax), all in F32.
+// Flash attention, CPU-shaped. A work item is a run of up to kRowTile consecutive rows of one
+// sequence (a prefill chunk; a decode row is a run of one) for one KV head, together with the
+// G = H / Hkv query heads sharing it: up to kRowTile·G query vectors. Keys and values are read
+// once per item, kKeyTile at a time, widened to F32 (keys transposed, so a query's kKeyTile
+// scores are one vector loop over keys) and folded into each query with an online softmax.
+// Everything is F32; results do not depend on the thread count (an item is one thread's work).
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "engine/error.h"
 #include "kernels/cpu/ops.h"
+#include "kernels/cpu/vec_math.h"
 
 #if defined(__x86_64__) && !defined(__clang__)
 #define TILLER_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
@@ -19,107 +25,176 @@
 namespace tiller::cpu {
 namespace {
 
+constexpr int64_t kKeyTile = 32;  // keys per tile: two AVX-512 vectors of scores
+constexpr int64_t kRowTile = 16;  // rows of one sequence per work item
+
+struct Item {
+  int64_t row0, rows;  // batch rows row0 .. row0 + rows - 1: one sequence, consecutive positions
+  int64_t kv_head;
+  double cost;         // rows x keys, to schedule the largest items first
+};
+
+struct Scratch {
+  std::vector<float> kw;    // [kKeyTile, d] the tile's keys
+  std::vector<float> kt;    // [d, kKeyTile] the same, transposed
+  std::vector<float> vt;    // [kKeyTile, d] the tile's values
+  std::vector<float> m, l;  // [nq] running max and sum of each query's softmax
+  std::vector<float> o;     // [nq, d] running numerators
+};
+
 constexpr int kLanes = 16;  // independent partial sums: vectorisable without reassociating floats
 
-inline void widen(const float* src, float* dst, int64_t d) { std::copy(src, src + d, dst); }
-inline void widen(const uint16_t* src, float* dst, int64_t d) {
-  for (int64_t i = 0; i < d; i++) dst[i] = bf16_to_f32(src[i]);
-}
+inline float load(const float* p, int64_t i) { return p[i]; }
+inline float load(const uint16_t* p, int64_t i) { return bf16_to_f32(p[i]); }
 
-__attribute__((always_inline)) inline float dot(const float* a, const float* b, int64_t d) {
-  float acc[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= d; i += kLanes) {
-    for (int l = 0; l < kLanes; l++) acc[l] += a[i + l] * b[i + l];
-  }
-  for (; i < d; i++) acc[i % kLanes] += a[i] * b[i];
+__attribute__((always_inline)) inline float sum_tile(const float* p) {  // p [kKeyTile]
+  float acc[kLanes];
+  for (int l = 0; l < kLanes; l++) acc[l] = p[l] + p[l + kLanes];
   float s = 0;
   for (int l = 0; l < kLanes; l++) s += acc[l];
   return s;
 }
 
-struct RowTask {
-  const float* q;  // [G, d] query heads of one KV head
-  float* out;      // [G, d]
-  const int32_t* block_table;
-  int64_t first, last;  // key positions [first, last]
-  int64_t kv_head, G;
-};
-
-// Scratch of one thread: scores [G, n_keys] and one widened key/value row.
-struct Scratch {
-  std::vector<float> scores, row;
-};
-
 template <typename KvT>
-__attribute__((always_inline)) inline void attend(const RowTask& r, const KvStore& kv, int layer, float scale,
-                                                  Scratch& s) {
-  const int64_t d = kv.head_dim, bs = kv.block_size, Hkv = kv.n_kv_heads, G = r.G;
-  const int64_t n = r.last - r.first + 1;
+__attribute__((always_inline)) inline void attend_item(const Item& it, const float* q, float* out, const KvStore& kv,
+                                                       int layer, int64_t window, float scale, const BatchLayout& b,
+                                                       int64_t H, Scratch& s) {
+  const int64_t d = kv.head_dim, bs = kv.block_size, Hkv = kv.n_kv_heads, G = H / Hkv;
+  const int64_t nq = it.rows * G;  // query index qi = r * G + g
+  const int32_t* table = b.block_tables.data() + size_t(b.row_seq[size_t(it.row0)]) * size_t(b.max_blocks);
   const auto* K = static_cast<const KvT*>(kv.k[size_t(layer)].data);
   const auto* V = static_cast<const KvT*>(kv.v[size_t(layer)].data);
   auto row_of = [&](const KvT* base, int64_t p) {  // [n_blocks, Hkv, bs, d]
-    return base + ((int64_t(r.block_table[p / bs]) * Hkv + r.kv_head) * bs + p % bs) * d;
+    return base + ((int64_t(table[p / bs]) * Hkv + it.kv_head) * bs + p % bs) * d;
   };
-  s.scores.resize(size_t(G * n));
-  s.row.resize(size_t(d));
-  float* row = s.row.data();
+  auto first_key = [&](int64_t pos) { return window > 0 ? std::max<int64_t>(0, pos - window + 1) : 0; };
+  const int64_t pos0 = b.positions[size_t(it.row0)];
+  const int64_t key_begin = first_key(pos0), key_end = pos0 + it.rows;  // keys any row needs
 
-  for (int64_t j = 0; j < n; j++) {
-    widen(row_of(K, r.first + j), row, d);
-    for (int64_t h = 0; h < G; h++) s.scores[size_t(h * n + j)] = dot(r.q + h * d, row, d) * scale;
+  s.kw.resize(size_t(kKeyTile * d));
+  s.kt.resize(size_t(d * kKeyTile));
+  s.vt.resize(size_t(kKeyTile * d));
+  s.m.assign(size_t(nq), -std::numeric_limits<float>::infinity());
+  s.l.assign(size_t(nq), 0.0f);
+  s.o.assign(size_t(nq * d), 0.0f);
+  float* kw = s.kw.data();
+  float* kt = s.kt.data();
+  float* vt = s.vt.data();
+
+  for (int64_t t0 = key_begin; t0 < key_end; t0 += kKeyTile) {
+    const int64_t n = std::min(kKeyTile, key_end - t0);
+    for (int64_t j = 0; j < kKeyTile; j++) {
+      float* kj = kw + j * d;
+      if (j < n) {
+        const KvT* k = row_of(K, t0 + j);
+        const KvT* v = row_of(V, t0 + j);
+        for (int64_t i = 0; i < d; i++) kj[i] = load(k, i);
+        for (int64_t i = 0; i < d; i++) vt[j * d + i] = load(v, i);
+      } else {
+        std::fill(kj, kj + d, 0.0f);  // scored but masked below
+      }
+    }
+    // Transposed, a query's scores are one vector loop over the tile's keys. Every query takes
+    // this same path, so a row's result never depends on which rows share its batch.
+    for (int64_t j = 0; j < kKeyTile; j++) {
+      for (int64_t i = 0; i < d; i++) kt[i * kKeyTile + j] = kw[j * d + i];
+    }
+    for (int64_t r = 0; r < it.rows; r++) {
+      const int64_t pos = pos0 + r;
+      const int64_t j0 = std::max<int64_t>(0, first_key(pos) - t0), j1 = std::min<int64_t>(n, pos + 1 - t0);
+      if (j0 >= j1) continue;  // this row sees none of the tile's keys
+      for (int64_t g = 0; g < G; g++) {
+        const int64_t qi = r * G + g;
+        const float* qv = q + ((it.row0 + r) * H + it.kv_head * G + g) * d;
+        float sc[kKeyTile] = {};
+        for (int64_t i = 0; i < d; i++) {
+          const float qq = qv[i];
+          for (int64_t j = 0; j < kKeyTile; j++) sc[j] += qq * kt[i * kKeyTile + j];
+        }
+        float tile_max = -std::numeric_limits<float>::infinity();
+        for (int64_t j = j0; j < j1; j++) tile_max = std::max(tile_max, sc[j] * scale);
+        const float m_new = std::max(s.m[size_t(qi)], tile_max);
+        const float alpha = exp_approx(s.m[size_t(qi)] - m_new);  // 0 on the first tile (m = -inf)
+        float p[kKeyTile];
+        for (int64_t j = 0; j < kKeyTile; j++) p[j] = exp_approx(sc[j] * scale - m_new);
+        for (int64_t j = 0; j < kKeyTile; j++) p[j] = (j >= j0 && j < j1) ? p[j] : 0.0f;
+        s.l[size_t(qi)] = s.l[size_t(qi)] * alpha + sum_tile(p);
+        s.m[size_t(qi)] = m_new;
+        // o = o·alpha + Σ_j p_j v_j, a lane chunk at a time so the sum stays in registers.
+        float* o = s.o.data() + qi * d;
+        int64_t i0 = 0;
+        for (; i0 + kLanes <= d; i0 += kLanes) {
+          float acc[kLanes];
+          for (int l = 0; l < kLanes; l++) acc[l] = o[i0 + l] * alpha;
+          for (int64_t j = j0; j < j1; j++) {
+            const float pj = p[j];
+            for (int l = 0; l < kLanes; l++) acc[l] += pj * vt[j * d + i0 + l];
+          }
+          for (int l = 0; l < kLanes; l++) o[i0 + l] = acc[l];
+        }
+        for (int64_t i = i0; i < d; i++) {  // head_dim not a multiple of kLanes
+          float acc = o[i] * alpha;
+          for (int64_t j = j0; j < j1; j++) acc += p[j] * vt[j * d + i];
+          o[i] = acc;
+        }
+      }
+    }
   }
-  for (int64_t h = 0; h < G; h++) {
-    float* p = s.scores.data() + h * n;
-    const float m = *std::max_element(p, p + n);
-    float sum = 0;
-    for (int64_t j = 0; j < n; j++) sum += p[j] = std::exp(p[j] - m);
-    const float inv = 1.0f / sum;
-    for (int64_t j = 0; j < n; j++) p[j] *= inv;
-  }
-  std::fill(r.out, r.out + G * d, 0.0f);
-  for (int64_t j = 0; j < n; j++) {
-    widen(row_of(V, r.first + j), row, d);
-    for (int64_t h = 0; h < G; h++) {
-      const float w = s.scores[size_t(h * n + j)];
-      float* o = r.out + h * d;
-      for (int64_t i = 0; i < d; i++) o[i] += w * row[i];
+  for (int64_t r = 0; r < it.rows; r++) {
+    for (int64_t g = 0; g < G; g++) {
+      const int64_t qi = r * G + g;
+      const float inv = 1.0f / s.l[size_t(qi)];
+      float* dst = out + ((it.row0 + r) * H + it.kv_head * G + g) * d;
+      const float* o = s.o.data() + qi * d;
+      for (int64_t i = 0; i < d; i++) dst[i] = o[i] * inv;
     }
   }
 }
 
-TILLER_CLONES void attend_f32(const RowTask& r, const KvStore& kv, int layer, float scale, Scratch& s) {
-  attend<float>(r, kv, layer, scale, s);
+TILLER_CLONES void attend_f32(const Item& it, const float* q, float* out, const KvStore& kv, int layer, int64_t window,
+                              float scale, const BatchLayout& b, int64_t H, Scratch& s) {
+  attend_item<float>(it, q, out, kv, layer, window, scale, b, H, s);
 }
 
-TILLER_CLONES void attend_bf16(const RowTask& r, const KvStore& kv, int layer, float scale, Scratch& s) {
-  attend<uint16_t>(r, kv, layer, scale, s);
+TILLER_CLONES void attend_bf16(const Item& it, const float* q, float* out, const KvStore& kv, int layer,
+                               int64_t window, float scale, const BatchLayout& b, int64_t H, Scratch& s) {
+  attend_item<uint16_t>(it, q, out, kv, layer, window, scale, b, H, s);
+}
+
+// Runs of consecutive rows of one sequence at consecutive positions, cut at kRowTile, per KV head.
+std::vector<Item> make_items(const BatchLayout& b, int64_t Hkv, int64_t window) {
+  std::vector<Item> items;
+  const int64_t T = b.n_rows();
+  for (int64_t t = 0; t < T;) {
+    int64_t n = 1;
+    while (t + n < T && n < kRowTile && b.row_seq[size_t(t + n)] == b.row_seq[size_t(t)] &&
+           b.positions[size_t(t + n)] == b.positions[size_t(t)] + n)
+      n++;
+    const int64_t last = b.positions[size_t(t + n - 1)];
+    const double keys = double(window > 0 ? std::min<int64_t>(last + 1, window + n) : last + 1);
+    for (int64_t g = 0; g < Hkv; g++) items.push_back({t, n, g, double(n) * keys});
+    t += n;
+  }
+  std::stable_sort(items.begin(), items.end(), [](const Item& a, const Item& c) { return a.cost > c.cost; });
+  return items;
 }
 
 }  // namespace
 
 void attention(const float* q, const KvStore& kv, int layer, int64_t window, float scale, const BatchLayout& b,
                int64_t H, float* out, ThreadPool& pool) {
-  const int64_t T = b.n_rows(), Hkv = kv.n_kv_heads, d = kv.head_dim, G = H / Hkv;
+  const int64_t Hkv = kv.n_kv_heads;
   TILLER_CHECK(H % Hkv == 0);
+  const std::vector<Item> items = make_items(b, Hkv, window);
   const bool bf16 = kv.dtype == DType::BF16;
-  // Strided, not chunked: later rows of a prompt see more keys, so contiguous chunks would leave
-  // the first thread with a quarter of the work.
-  pool.run([&](int thread, int n_threads) {
+  // Largest first, taken from a shared counter: later rows of a prompt see more keys, so a fixed
+  // split would leave one thread most of the work. Each item is still one thread's, start to end.
+  std::atomic<size_t> next{0};
+  pool.run([&](int, int) {
     Scratch scratch;
-    for (int64_t i = thread; i < T * Hkv; i += n_threads) {
-      const int64_t t = i / Hkv, g = i % Hkv;
-      const int64_t pos = b.positions[size_t(t)];
-      RowTask r;
-      r.q = q + (t * H + g * G) * d;  // query heads g·G .. g·G + G - 1
-      r.out = out + (t * H + g * G) * d;
-      r.block_table = b.block_tables.data() + size_t(b.row_seq[size_t(t)]) * size_t(b.max_blocks);
-      r.first = window > 0 ? std::max<int64_t>(0, pos - window + 1) : 0;
-      r.last = pos;
-      r.kv_head = g;
-      r.G = G;
-      if (bf16) attend_bf16(r, kv, layer, scale, scratch);
-      else attend_f32(r, kv, layer, scale, scratch);
+    for (size_t i = next++; i < items.size(); i = next++) {
+      if (bf16) attend_bf16(items[i], q, out, kv, layer, window, scale, b, H, scratch);
+      else attend_f32(items[i], q, out, kv, layer, window, scale, b, H, scratch);
     }
   });
 }

@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "engine/error.h"
 #include "engine/sampler.h"
@@ -88,6 +89,19 @@ void CpuBackend::linear(const Tensor& x, const Tensor& w, const Tensor* bias, Te
                w.shape_string(), " y ", y.shape_string());
   TILLER_CHECK(!bias || (bias->dtype == DType::F32 && bias->numel() == N));
   cpu::matmul(x.ptr<float>(), T, K, w.data, w.dtype, N, bias ? bias->ptr<float>() : nullptr, y.ptr<float>(), pool_);
+}
+
+void CpuBackend::linear_many(const Tensor& x, std::span<const LinearJob> jobs) {
+  check_f32(x, "linear_many", "x");
+  const int64_t T = x.shape[0], K = x.row_size();
+  std::vector<cpu::MatmulTarget> targets;
+  for (const LinearJob& j : jobs) {
+    check_f32(*j.y, "linear_many", "y");
+    TILLER_CHECK(j.w->rank == 2 && j.w->shape[1] == K && j.y->shape[0] == T && j.y->row_size() == j.w->shape[0]);
+    TILLER_CHECK(!j.bias || (j.bias->dtype == DType::F32 && j.bias->numel() == j.w->shape[0]));
+    targets.push_back({j.w->data, j.w->dtype, j.w->shape[0], j.bias ? j.bias->ptr<float>() : nullptr, j.y->ptr<float>()});
+  }
+  cpu::matmul_many(x.ptr<float>(), T, K, targets, pool_);
 }
 
 void CpuBackend::rope(Tensor& q, Tensor& k, const Tensor& inv_freq, const BatchLayout& b) {

@@ -28,6 +28,7 @@ class CpuBackend final : public Backend {
   void rmsnorm(const Tensor& x, const Tensor& w, float eps, Tensor& out) override;
   void add_rmsnorm(Tensor& residual, const Tensor& delta, const Tensor& w, float eps, Tensor& out) override;
   void linear(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) override;
+  void linear_many(const Tensor& x, std::span<const LinearJob> jobs) override;
   void rope(Tensor& q, Tensor& k, const Tensor& inv_freq, const BatchLayout& b) override;
   void kv_append(KvStore& kv, int layer, const Tensor& k, const Tensor& v, const BatchLayout& b) override;
   void attention(const Tensor& q, const KvStore& kv, int layer, int64_t window, float scale, const BatchLayout& b,

@@ -80,6 +80,37 @@ void run_gemv(const MatmulArgs& a, const MatmulPath& path, ThreadPool& pool) {
   });
 }
 
+// Several matrices sharing x, split as one: the rows of all of them, in kGemvRowGrain units
+// numbered across the matrices in order, divided into one contiguous range per thread.
+void run_gemv_many(std::span<const MatmulArgs> as, const MatmulPath& path, ThreadPool& pool) {
+  const GemvFn fn = gemv_for(path.level);
+  std::vector<int64_t> first_unit(as.size() + 1, 0);  // [matrices + 1]
+  int64_t bytes = 0;
+  for (size_t i = 0; i < as.size(); i++) {
+    first_unit[i + 1] = first_unit[i] + (as[i].N + kGemvRowGrain - 1) / kGemvRowGrain;
+    bytes += as[i].N * as[i].K * int64_t(dtype_size(as[i].w_type)) * std::max<int64_t>(1, as[i].T / 4);
+  }
+  const int64_t units = first_unit.back();
+  const int parts = useful_threads(pool, bytes, path.split_always ? 1 : kGemvMinBytesPerThread, units);
+  const int64_t per = (units + parts - 1) / parts;
+  auto run_units = [&](int64_t u0, int64_t u1) {
+    for (size_t i = 0; i < as.size(); i++) {
+      const int64_t a0 = std::max(u0, first_unit[i]), a1 = std::min(u1, first_unit[i + 1]);
+      if (a0 >= a1) continue;
+      const int64_t n0 = (a0 - first_unit[i]) * kGemvRowGrain;
+      const int64_t n1 = std::min(as[i].N, (a1 - first_unit[i]) * kGemvRowGrain);
+      fn(as[i], n0, n1);
+    }
+  };
+  if (parts == 1) {
+    run_units(0, units);
+    return;
+  }
+  pool.run([&](int t, int) {
+    if (t < parts) run_units(std::min(units, t * per), std::min(units, (t + 1) * per));
+  });
+}
+
 struct GemmJob {
   const MatmulArgs& a;
   const GemmKernel& g;
@@ -226,6 +257,21 @@ void matmul(const float* x, int64_t T, int64_t K, const void* w, DType w_type, i
             const float* bias, float* y, ThreadPool& pool) {
   static const detail::MatmulPath path = detail::default_path();
   detail::matmul_with({x, T, K, w, w_type, N, bias, y}, path, pool);
+}
+
+void matmul_many(const float* x, int64_t T, int64_t K, std::span<const MatmulTarget> targets, ThreadPool& pool) {
+  static const detail::MatmulPath path = detail::default_path();
+  std::vector<detail::MatmulArgs> args;
+  bool all_gemv = K > 0 && T > 0;
+  for (const MatmulTarget& m : targets) {
+    args.push_back({x, T, K, m.w, m.w_type, m.N, m.bias, m.y});
+    all_gemv = all_gemv && is_float(m.w_type) && detail::resolve_algo(path, m.w_type, T, K) == detail::Algo::Gemv;
+  }
+  if (!all_gemv) {  // a GEMM already fills the threads on its own
+    for (const auto& a : args) detail::matmul_with(a, path, pool);
+    return;
+  }
+  detail::run_gemv_many(args, path, pool);
 }
 
 void matmul_reference(const float* x, int64_t T, int64_t K, const void* w, DType w_type, int64_t N,

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 
 #include "engine/dtype.h"
 #include "engine/thread_pool.h"
@@ -29,6 +30,18 @@ namespace tiller::cpu {
 // Work is split across `pool`. Results do not depend on the thread count.
 void matmul(const float* x, int64_t T, int64_t K, const void* w, DType w_type, int64_t N,
             const float* bias, float* y, ThreadPool& pool);
+
+// Several projections of the same x (q/k/v, gate/up) in one parallel region: the same results as
+// one matmul() per target, with one thread dispatch instead of several. Decode steps are a few
+// hundred small matmuls, where dispatch and per-matrix imbalance are a visible share of the time.
+struct MatmulTarget {
+  const void* w;  // [N, K]
+  DType w_type;
+  int64_t N;
+  const float* bias;  // [N] or nullptr
+  float* y;           // [T, N]
+};
+void matmul_many(const float* x, int64_t T, int64_t K, std::span<const MatmulTarget> targets, ThreadPool& pool);
 
 // The portable scalar reference every vectorised path is tested against (single-threaded).
 void matmul_reference(const float* x, int64_t T, int64_t K, const void* w, DType w_type, int64_t N,

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "engine/error.h"
+#include "kernels/cpu/vec_math.h"
 
 // Each hot loop is compiled for AVX-512, AVX2 and baseline x86-64 and picked at load time.
 #if defined(__x86_64__) && !defined(__clang__)
@@ -49,7 +50,7 @@ TILLER_CLONES void add_inplace(float* x, const float* y, int64_t n) {
 TILLER_CLONES void silu_mul_range(const float* gate, const float* up, float* out, int64_t n) {
   for (int64_t i = 0; i < n; i++) {
     const float g = gate[i];
-    out[i] = g / (1.0f + std::exp(-g)) * up[i];
+    out[i] = g / (1.0f + exp_approx(-g)) * up[i];
   }
 }
 
