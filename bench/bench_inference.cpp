@@ -119,6 +119,9 @@ struct Recorder {
               double gflops) const {
     std::printf("%-8s batch %3lld  %10.1f tok/s  %9.2f MB/token  %5.1f%% of %.1f GB/s", phase, (long long)batch, tok_s,
                 bytes_per_token / 1e6, 100 * bw_fraction, bw.copy_gbs);
+    // A decode step mostly reads: where reads stream faster than a copy, also show that share.
+    if (gflops == 0 && bw.read_gbs != bw.copy_gbs)
+      std::printf(" (%.1f%% of read-only)", 100 * bw_fraction * bw.copy_gbs / bw.read_gbs);
     if (gflops > 0) std::printf("  %7.1f GFLOP/s", gflops);
     if (gflops > 0 && peak_gemm_tflops > 0)
       std::printf(" (%.1f%% of cuBLAS BF16 %.0f TFLOP/s)", 100 * gflops / 1e3 / peak_gemm_tflops, peak_gemm_tflops);

@@ -23,16 +23,16 @@
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/matmul_impl.h"
+#include "bench/roofline.h"
 
 namespace {
 
 using namespace tiller;
 using namespace tiller::cpu;
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
+using bench::Bandwidth;
+using bench::Clock;
+using bench::measure_bandwidth;
+using bench::seconds_since;
 
 struct Shape {
   const char* name;
@@ -133,45 +133,6 @@ detail::MatmulPath make_path(const Options& o) {
   p.bf16_dot = p.level == IsaLevel::Avx512 && f.avx512_bf16 && o.isa != "avx512-nobf16";
   p.algo = o.algo;
   return p;
-}
-
-struct Bandwidth {
-  double copy_gbs;  // STREAM copy: read + write bytes
-  double read_gbs;  // read only (what a weight-streaming kernel does)
-};
-
-// STREAM copy and a read-only sum over 2 x 256 MiB with the pool's threads; best of 5 each.
-Bandwidth measure_bandwidth(ThreadPool& pool) {
-  const size_t n = size_t(64) << 20;  // floats per array
-  float* a = static_cast<float*>(std::aligned_alloc(64, n * 4));
-  float* b = static_cast<float*>(std::aligned_alloc(64, n * 4));
-  pool.run([&](int t, int nt) {  // first touch by the thread that later streams it
-    const size_t b0 = n * t / nt, b1 = n * (t + 1) / nt;
-    for (size_t i = b0; i < b1; i++) a[i] = float(i & 1023), b[i] = 0.0f;
-  });
-  Bandwidth bw{0, 0};
-  std::vector<float> sums(size_t(pool.size()) * 16);
-  for (int rep = 0; rep < 5; rep++) {
-    auto t0 = Clock::now();
-    pool.run([&](int t, int nt) {
-      const size_t b0 = n * t / nt, b1 = n * (t + 1) / nt;
-      std::memcpy(b + b0, a + b0, (b1 - b0) * 4);
-    });
-    bw.copy_gbs = std::max(bw.copy_gbs, 2.0 * double(n) * 4 / seconds_since(t0) / 1e9);
-    t0 = Clock::now();
-    pool.run([&](int t, int nt) {
-      const size_t b0 = n * t / nt, b1 = n * (t + 1) / nt;
-      float s[16] = {};
-      for (size_t i = b0; i + 16 <= b1; i += 16) {
-        for (int j = 0; j < 16; j++) s[j] += a[i + j];
-      }
-      for (int j = 0; j < 16; j++) sums[size_t(t) * 16 + size_t(j)] = s[j];
-    });
-    bw.read_gbs = std::max(bw.read_gbs, double(n) * 4 / seconds_since(t0) / 1e9);
-  }
-  std::free(a);
-  std::free(b);
-  return bw;
 }
 
 // Weight copies laid out back to back (each at a 2-byte offset from a page, like a tensor inside

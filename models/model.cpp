@@ -203,11 +203,11 @@ void Model::run_layer(int l, KvCache& kv, const ForwardContext& ctx, const Forwa
   if (opt.hook) opt.hook->on_activation(HookPoint::ResidPost, l, x, ctx);
 }
 
-Tensor Model::forward(const Batch& batch, KvCache& kv, const ForwardOptions& opt) {
-  const ModelConfig& c = config_;
-  const int end = opt.end_layer < 0 ? int(c.n_layers) : opt.end_layer;
-  if (opt.first_layer < 0 || opt.first_layer > end || end > c.n_layers)
-    fail("forward: layer range [", opt.first_layer, ", ", end, ") is outside [0, ", c.n_layers, "]");
+int Model::check_options(const Batch& batch, const ForwardOptions& opt) const {
+  const int n_layers = int(config_.n_layers);
+  const int end = opt.end_layer < 0 ? n_layers : opt.end_layer;
+  if (opt.first_layer < 0 || opt.first_layer > end || end > n_layers)
+    fail("forward: layer range [", opt.first_layer, ", ", end, ") is outside [0, ", n_layers, "]");
   if (opt.first_layer > 0 && !opt.input_residual)
     fail("forward: starting at layer ", opt.first_layer, " needs input_residual");
   const std::span<const int32_t> joins = opt.row_first_layer;
@@ -220,76 +220,95 @@ Tensor Model::forward(const Batch& batch, KvCache& kv, const ForwardOptions& opt
         fail("forward: row_first_layer must be nondecreasing and within [0, ", end, "); row ", t, " has ", joins[t]);
     }
   }
-
-  build_layout(batch, kv);
-  const int64_t T = batch.size(), D = c.hidden_size;
-  const int64_t R = int64_t(layout_.logit_rows.size());
-  ensure_workspace(T, R);
-  const ForwardContext ctx{batch, layout_, backend_};
-
-  Tensor x = ws_->x.as(DType::F32, {T, D});
-  if (opt.first_layer > 0 || !joins.empty()) {
+  if (opt.input_residual && (opt.first_layer > 0 || !joins.empty())) {
     const Tensor& in = *opt.input_residual;
+    const int64_t T = batch.size(), D = config_.hidden_size;
     if (in.dtype != DType::F32 || in.rank != 2 || in.shape[0] != T || in.shape[1] != D)
       fail("forward: input_residual must be F32 [", T, ", ", D, "], found ", dtype_name(in.dtype), " ", in.shape_string());
   }
-  Tensor final_h = ws_->final_h.as(DType::F32, {R, D});
-  Tensor logits = ws_->logits.as(DType::F32, {R, c.vocab_size});
-  const auto head = [&] {  // logits of the logit rows
-    backend_.gather_rows(x, layout_, final_h);
-    backend_.rmsnorm(final_h, weights_.final_norm, float(c.rms_norm_eps), final_h);
-    if (opt.hook) opt.hook->on_activation(HookPoint::FinalNorm, -1, final_h, ctx);
-    const Tensor no_bias;
-    project(-1, final_h, {{Projection::LmHead, weights_.lm_head, no_bias, logits}}, ctx, opt);
-    if (opt.hook) opt.hook->on_activation(HookPoint::Logits, -1, logits, ctx);
-  };
-  // A plain decode step (one row per sequence, every layer, nothing observing) issues the same ops
-  // on the same buffers each step: the backend may replay it as a graph. The key is every value
-  // the ops turn into kernel arguments; the layout's contents (tokens, positions, block tables)
-  // and the cache change between replays, the key does not.
-  if (T == layout_.n_seqs && R > 0 && opt.first_layer == 0 && end == c.n_layers && joins.empty() && !opt.hook &&
-      !opt.delta && !opt.output_residual) {
-    const Workspace& w = *ws_;
-    const auto addr = [](const void* p) { return int64_t(reinterpret_cast<intptr_t>(p)); };
-    const KvStore& s = kv.store();
-    const int64_t key[] = {w.id, T, R, layout_.max_blocks, addr(layout_.device_storage.data()), addr(s.k[0].data),
-                           s.n_blocks, s.block_size, addr(w.x.data()), addr(w.h.data()), addr(w.q.data()),
-                           addr(w.k.data()), addr(w.v.data()), addr(w.z.data()), addr(w.o.data()),
-                           addr(w.gate.data()), addr(w.up.data()), addr(w.down.data()), addr(w.final_h.data()),
-                           addr(w.logits.data())};
-    backend_.run_graph(key, [&] {
-      backend_.embedding(weights_.embed, layout_, x);
-      for (int l = 0; l < end; l++) run_layer(l, kv, ctx, opt);
-      head();
-    });
-    return logits;
-  }
-  if (!joins.empty()) {
-    // Rows join in order, so the rows computed at layer l are always a prefix of the batch.
-    BatchLayout& J = ws_->joined;
-    const ForwardContext joined_ctx{batch, J, backend_};
-    int64_t n = 0;
-    for (int l = joins.front(); l < end; l++) {
-      const int64_t before = n;
-      while (n < T && joins[size_t(n)] <= l) n++;
-      if (n > before) {
-        backend_.upload(x.rows(before, n - before).data, opt.input_residual->rows(before, n - before).data,
-                        size_t((n - before) * D) * sizeof(float));
-        // The same sequences and block tables, only the first n rows.
-        J.tokens.assign(layout_.tokens.begin(), layout_.tokens.begin() + n);
-        J.positions.assign(layout_.positions.begin(), layout_.positions.begin() + n);
-        J.row_seq.assign(layout_.row_seq.begin(), layout_.row_seq.begin() + n);
-        J.slots.assign(layout_.slots.begin(), layout_.slots.begin() + n);
-        J.block_tables = layout_.block_tables;
-        J.kv_lens = layout_.kv_lens;
-        J.logit_rows.clear();
-        J.n_seqs = layout_.n_seqs;
-        J.max_blocks = layout_.max_blocks;
-        J.max_kv_len = layout_.max_kv_len;
-        backend_.upload_layout(J);
-      }
-      run_layer(l, kv, joined_ctx, opt);
+  return end;
+}
+
+void Model::run_head(Tensor& x, const ForwardContext& ctx, const ForwardOptions& opt) {
+  Tensor final_h = ws_->final_h.as(DType::F32, {int64_t(layout_.logit_rows.size()), config_.hidden_size});
+  backend_.gather_rows(x, layout_, final_h);
+  backend_.rmsnorm(final_h, weights_.final_norm, float(config_.rms_norm_eps), final_h);
+  if (opt.hook) opt.hook->on_activation(HookPoint::FinalNorm, -1, final_h, ctx);
+  const Tensor no_bias;
+  Tensor logits = logits_view();
+  project(-1, final_h, {{Projection::LmHead, weights_.lm_head, no_bias, logits}}, ctx, opt);
+  if (opt.hook) opt.hook->on_activation(HookPoint::Logits, -1, logits, ctx);
+}
+
+Tensor Model::logits_view() const {
+  return ws_->logits.as(DType::F32, {int64_t(layout_.logit_rows.size()), config_.vocab_size});
+}
+
+// A plain decode step issues the same ops on the same buffers each step, so the backend may replay
+// it as a graph. The key is every value the ops turn into kernel arguments; the layout's contents
+// (tokens, positions, block tables) and the cache change between replays, the key does not.
+void Model::run_decode_step(Tensor& x, KvCache& kv, const ForwardContext& ctx, const ForwardOptions& opt) {
+  const Workspace& w = *ws_;
+  const auto addr = [](const void* p) { return int64_t(reinterpret_cast<intptr_t>(p)); };
+  const KvStore& s = kv.store();
+  const int64_t T = x.shape[0], R = int64_t(layout_.logit_rows.size());
+  const int64_t key[] = {w.id, T, R, layout_.max_blocks, addr(layout_.device_storage.data()), addr(s.k[0].data),
+                         s.n_blocks, s.block_size, addr(w.x.data()), addr(w.h.data()), addr(w.q.data()),
+                         addr(w.k.data()), addr(w.v.data()), addr(w.z.data()), addr(w.o.data()),
+                         addr(w.gate.data()), addr(w.up.data()), addr(w.down.data()), addr(w.final_h.data()),
+                         addr(w.logits.data())};
+  backend_.run_graph(key, [&] {
+    backend_.embedding(weights_.embed, layout_, x);
+    for (int l = 0; l < config_.n_layers; l++) run_layer(l, kv, ctx, opt);
+    run_head(x, ctx, opt);
+  });
+}
+
+// Rows join in order, so the rows computed at layer l are always a prefix of the batch: each
+// layer runs over the same sequences and block tables, only the first n rows.
+void Model::run_staggered(Tensor& x, KvCache& kv, int end, const ForwardContext& ctx, const ForwardOptions& opt) {
+  const std::span<const int32_t> joins = opt.row_first_layer;
+  const int64_t T = x.shape[0], D = x.shape[1];
+  BatchLayout& J = ws_->joined;
+  const ForwardContext joined_ctx{ctx.batch, J, backend_};
+  int64_t n = 0;
+  for (int l = joins.front(); l < end; l++) {
+    const int64_t before = n;
+    while (n < T && joins[size_t(n)] <= l) n++;
+    if (n > before) {
+      backend_.upload(x.rows(before, n - before).data, opt.input_residual->rows(before, n - before).data,
+                      size_t((n - before) * D) * sizeof(float));
+      J.tokens.assign(layout_.tokens.begin(), layout_.tokens.begin() + n);
+      J.positions.assign(layout_.positions.begin(), layout_.positions.begin() + n);
+      J.row_seq.assign(layout_.row_seq.begin(), layout_.row_seq.begin() + n);
+      J.slots.assign(layout_.slots.begin(), layout_.slots.begin() + n);
+      J.block_tables = layout_.block_tables;
+      J.kv_lens = layout_.kv_lens;
+      J.logit_rows.clear();
+      J.n_seqs = layout_.n_seqs;
+      J.max_blocks = layout_.max_blocks;
+      J.max_kv_len = layout_.max_kv_len;
+      backend_.upload_layout(J);
     }
+    run_layer(l, kv, joined_ctx, opt);
+  }
+}
+
+Tensor Model::forward(const Batch& batch, KvCache& kv, const ForwardOptions& opt) {
+  const int end = check_options(batch, opt);
+  build_layout(batch, kv);
+  const int64_t T = batch.size(), R = int64_t(layout_.logit_rows.size());
+  ensure_workspace(T, R);
+  const ForwardContext ctx{batch, layout_, backend_};
+  Tensor x = ws_->x.as(DType::F32, {T, config_.hidden_size});
+
+  const bool whole = opt.first_layer == 0 && end == config_.n_layers && opt.row_first_layer.empty();
+  if (whole && T == layout_.n_seqs && R > 0 && !opt.hook && !opt.delta && !opt.output_residual) {
+    run_decode_step(x, kv, ctx, opt);
+    return logits_view();
+  }
+  if (!opt.row_first_layer.empty()) {
+    run_staggered(x, kv, end, ctx, opt);
   } else {
     if (opt.first_layer == 0) backend_.embedding(weights_.embed, layout_, x);
     else backend_.upload(x.data, opt.input_residual->data, x.nbytes());
@@ -300,9 +319,9 @@ Tensor Model::forward(const Batch& batch, KvCache& kv, const ForwardOptions& opt
     TILLER_CHECK(out.nbytes() >= x.nbytes(), "output_residual is too small");
     backend_.download(out.data, x.data, x.nbytes());
   }
-  if (end < c.n_layers || R == 0) return {};
-  head();
-  return logits;
+  if (end < config_.n_layers || R == 0) return {};
+  run_head(x, ctx, opt);
+  return logits_view();
 }
 
 }  // namespace tiller

@@ -83,7 +83,12 @@ class Model {
   struct Workspace;
   void build_layout(const Batch& batch, KvCache& kv);
   void ensure_workspace(int64_t rows, int64_t logit_rows);
+  int check_options(const Batch& batch, const ForwardOptions& options) const;  // returns the end layer
   void run_layer(int l, KvCache& kv, const ForwardContext& ctx, const ForwardOptions& options);
+  void run_head(Tensor& x, const ForwardContext& ctx, const ForwardOptions& options);  // x -> logits
+  void run_decode_step(Tensor& x, KvCache& kv, const ForwardContext& ctx, const ForwardOptions& options);
+  void run_staggered(Tensor& x, KvCache& kv, int end, const ForwardContext& ctx, const ForwardOptions& options);
+  Tensor logits_view() const;  // [R, V] over the workspace
   // The one call site of every projection: y = x · wᵀ + b, then the delta hook, if any.
   struct ProjectionOut {
     Projection projection;

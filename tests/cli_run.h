@@ -18,8 +18,9 @@ struct CliRun {
   std::string out;  // stdout and stderr
 };
 
-inline CliRun run_tiller_cli(const std::string& args) {
-  const std::string cmd = std::string(TILLER_BINARY) + " " + args + " 2>&1";
+// Runs `command` under /bin/sh, stderr folded into stdout.
+inline CliRun run_shell(const std::string& command) {
+  const std::string cmd = command + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   REQUIRE(p);
   std::string out;
@@ -29,6 +30,8 @@ inline CliRun run_tiller_cli(const std::string& args) {
   const int rc = pclose(p);
   return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, out};
 }
+
+inline CliRun run_tiller_cli(const std::string& args) { return run_shell(std::string(TILLER_BINARY) + " " + args); }
 
 // A per-process scratch path under the system temp folder.
 inline std::filesystem::path scratch_path(const std::string& name) {

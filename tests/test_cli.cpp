@@ -1,18 +1,13 @@
 // The tiller binary end to end: help, errors and exit codes, and each subcommand's output.
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <array>
 #include <cmath>
-#include <cstdio>
-#include <string>
-
 #include <fstream>
+#include <string>
 
 #include "engine/chat/chat_template.h"
 #include "engine/json_file.h"
 #include "engine/npy.h"
 #include "engine/safetensors.h"
+#include "cli_run.h"
 #include "test_util.h"
 
 using namespace tiller;
@@ -20,28 +15,11 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Run {
-  int status;
-  std::string out;  // stdout and stderr
-};
+using test::run_shell;
+using Run = test::CliRun;
 
-Run run_shell(const std::string& command) {
-  const std::string cmd = command + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  REQUIRE(p);
-  std::string out;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  const int rc = pclose(p);
-  return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, out};
-}
-
-Run run_tiller(const std::string& args) { return run_shell(std::string(TILLER_BINARY) + " " + args); }
-
-fs::path temp_path(const std::string& name) {
-  return fs::temp_directory_path() / ("tiller-cli-" + std::to_string(::getpid()) + "-" + name);
-}
+Run run_tiller(const std::string& args) { return test::run_tiller_cli(args); }
+fs::path temp_path(const std::string& name) { return test::scratch_path(name); }
 
 std::string fixture(const std::string& name) { return (test::fixtures_dir() / "models" / name).string(); }
 

@@ -16,12 +16,6 @@
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/vec_math.h"
 
-#if defined(__x86_64__) && !defined(__clang__)
-#define TILLER_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define TILLER_CLONES
-#endif
-
 namespace tiller::cpu {
 namespace {
 

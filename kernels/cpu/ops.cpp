@@ -8,13 +8,6 @@
 #include "engine/error.h"
 #include "kernels/cpu/vec_math.h"
 
-// Each hot loop is compiled for AVX-512, AVX2 and baseline x86-64 and picked at load time.
-#if defined(__x86_64__) && !defined(__clang__)
-#define TILLER_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define TILLER_CLONES
-#endif
-
 namespace tiller::cpu {
 namespace {
 

@@ -1,8 +1,17 @@
-// Elementwise math the compiler can vectorise: exp without a libm call per element.
+// Elementwise math the compiler can vectorise (exp without a libm call per element), and the
+// multi-versioning marker for the loops that use it.
 #pragma once
 
 #include <bit>
 #include <cstdint>
+
+// A hot loop marked TILLER_CLONES is compiled for AVX-512, AVX2 and baseline x86-64, and the
+// loader picks the best the CPU runs.
+#if defined(__x86_64__) && !defined(__clang__)
+#define TILLER_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define TILLER_CLONES
+#endif
 
 namespace tiller::cpu {
 
