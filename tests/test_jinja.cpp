@@ -433,3 +433,13 @@ TEST_CASE("jinja: values convert from JSON keeping key order") {
         R"({"z": 1, "a": {"y": [1.5, true, null], "b": "x"}, "big": 9007199254740993}|{'z': 1, 'a': {'y': [1.5, True, None], 'b': 'x'}, 'big': 9007199254740993})");
   CHECK_THROWS_AS(tiller::jinja::value_from_json(nlohmann::json::parse("18446744073709551615")), JinjaError);
 }
+
+TEST_CASE("jinja: string methods on invalid UTF-8 fail with the byte offset, not garbage") {
+  for (const char* bad : {"\xff", "a\xc3", "\xed\xa0\x80" /* a surrogate */, "\xc0\xaf" /* overlong '/' */}) {
+    INFO("bytes: ", bad);
+    const JinjaError e = error_of(std::string("{{ '") + bad + "'|upper }}");
+    CHECK(e.kind() == Kind::Runtime);
+    CHECK(std::string(e.what()).find("invalid UTF-8") != std::string::npos);
+  }
+  CHECK(render("{{ 'straße'|upper }}") == "STRASSE");
+}

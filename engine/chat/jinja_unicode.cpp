@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "engine/chat/jinja_error.h"
+#include "engine/tokenizer/unicode.h"
 
 namespace tiller::jinja {
 namespace {
@@ -112,58 +113,19 @@ void lower_at(const std::u32string& s, size_t i, std::u32string& out) {
 
 }  // namespace
 
+// The UTF-8 primitives are the tokenizer's (engine/tokenizer/unicode.h); strings here must be
+// valid UTF-8, which also rules out overlong forms and surrogates.
 std::u32string utf8_decode(std::string_view s) {
+  const size_t valid = tiller::valid_utf8_prefix(s);
+  if (valid < s.size())
+    throw_runtime("invalid UTF-8 at byte " + std::to_string(valid) + " of a string", "pass valid UTF-8 text");
   std::u32string out;
   out.reserve(s.size());
-  size_t i = 0;
-  while (i < s.size()) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    char32_t cp;
-    size_t n;
-    if (c < 0x80) {
-      cp = c;
-      n = 1;
-    } else if ((c & 0xE0) == 0xC0) {
-      cp = c & 0x1F;
-      n = 2;
-    } else if ((c & 0xF0) == 0xE0) {
-      cp = c & 0x0F;
-      n = 3;
-    } else if ((c & 0xF8) == 0xF0) {
-      cp = c & 0x07;
-      n = 4;
-    } else {
-      throw_runtime("invalid UTF-8 byte 0x" + std::to_string(c) + " in a string", "pass valid UTF-8 text");
-    }
-    if (i + n > s.size()) throw_runtime("truncated UTF-8 sequence in a string", "pass valid UTF-8 text");
-    for (size_t k = 1; k < n; ++k) {
-      unsigned char cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xC0) != 0x80) throw_runtime("invalid UTF-8 sequence in a string", "pass valid UTF-8 text");
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    out.push_back(cp);
-    i += n;
-  }
+  for (size_t i = 0; i < s.size();) out.push_back(char32_t(tiller::utf8_next(s, i)));
   return out;
 }
 
-void utf8_append(std::string& out, char32_t cp) {
-  if (cp < 0x80) {
-    out.push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else {
-    out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  }
-}
+void utf8_append(std::string& out, char32_t cp) { tiller::utf8_append(uint32_t(cp), out); }
 
 std::string utf8_encode(std::u32string_view s) {
   std::string out;
@@ -180,9 +142,7 @@ size_t utf8_length(std::string_view s) {
 }
 
 size_t utf8_char_len(std::string_view s, size_t pos) {
-  unsigned char c = static_cast<unsigned char>(s[pos]);
-  size_t n = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 1;
-  return std::min(n, s.size() - pos);
+  return std::min(tiller::utf8_length(static_cast<unsigned char>(s[pos])), s.size() - pos);
 }
 
 bool is_ascii(std::string_view s) {
