@@ -32,6 +32,7 @@ struct Scratch {
   std::vector<float> kw;    // [kKeyTile, d] the tile's keys
   std::vector<float> kt;    // [d, kKeyTile] the same, transposed
   std::vector<float> vt;    // [kKeyTile, d] the tile's values
+  std::vector<float> sc;    // [nq, kKeyTile] the tile's raw scores
   std::vector<float> m, l;  // [nq] running max and sum of each query's softmax
   std::vector<float> o;     // [nq, d] running numerators
 };
@@ -47,6 +48,52 @@ __attribute__((always_inline)) inline float sum_tile(const float* p) {  // p [kK
   float s = 0;
   for (int l = 0; l < kLanes; l++) s += acc[l];
   return s;
+}
+
+constexpr float kInf = std::numeric_limits<float>::infinity();
+
+// The largest of a tile's values as a tree of elementwise maxima (vectorisable; max is exact, so
+// the order does not matter).   z [kKeyTile]
+__attribute__((always_inline)) inline float max_tile(const float* z) {
+  float a[kKeyTile / 2];
+  for (int l = 0; l < kKeyTile / 2; l++) a[l] = std::max(z[l], z[l + kKeyTile / 2]);
+  for (int w = kKeyTile / 4; w >= 1; w /= 2) {
+    for (int l = 0; l < w; l++) a[l] = std::max(a[l], a[l + w]);
+  }
+  return a[0];
+}
+
+// Scores of Q queries against a tile of keys at once: the Q·2 accumulator chains are independent,
+// so the FMAs overlap instead of waiting on each other, and each key vector is loaded once for Q
+// queries. Per score the sum is the same (i = 0 .. d-1, from 0) whatever Q is, so a query's
+// result does not depend on its neighbours.   q[c] [d], kt [d, kKeyTile], sc [Q, kKeyTile]
+template <int Q>
+__attribute__((always_inline)) inline void score_queries(const float* const* q, const float* kt, int64_t d,
+                                                         float* sc) {
+  float acc[Q][kKeyTile] = {};
+  for (int64_t i = 0; i < d; i++) {
+    for (int c = 0; c < Q; c++) {
+      const float qq = q[c][i];
+      for (int64_t j = 0; j < kKeyTile; j++) acc[c][j] += qq * kt[i * kKeyTile + j];
+    }
+  }
+  for (int c = 0; c < Q; c++) {
+    for (int64_t j = 0; j < kKeyTile; j++) sc[c * kKeyTile + j] = acc[c][j];
+  }
+}
+
+// o[i0, i0 + W) = o·alpha + Σ_{j0 <= j < j1} p_j v_j[i0, i0 + W), summed in j order: W/16
+// independent vector chains per pass.   vt [kKeyTile, d]
+template <int W>
+__attribute__((always_inline)) inline void accumulate_pv(float* o, float alpha, const float* p, const float* vt,
+                                                         int64_t d, int64_t i0, int64_t j0, int64_t j1) {
+  float acc[W];
+  for (int l = 0; l < W; l++) acc[l] = o[i0 + l] * alpha;
+  for (int64_t j = j0; j < j1; j++) {
+    const float pj = p[j];
+    for (int l = 0; l < W; l++) acc[l] += pj * vt[j * d + i0 + l];
+  }
+  for (int l = 0; l < W; l++) o[i0 + l] = acc[l];
 }
 
 template <typename KvT>
@@ -68,6 +115,7 @@ __attribute__((always_inline)) inline void attend_item(const Item& it, const flo
   s.kw.resize(size_t(kKeyTile * d));
   s.kt.resize(size_t(d * kKeyTile));
   s.vt.resize(size_t(kKeyTile * d));
+  s.sc.resize(size_t(nq * kKeyTile));
   s.m.assign(size_t(nq), -std::numeric_limits<float>::infinity());
   s.l.assign(size_t(nq), 0.0f);
   s.o.assign(size_t(nq * d), 0.0f);
@@ -93,44 +141,39 @@ __attribute__((always_inline)) inline void attend_item(const Item& it, const flo
     for (int64_t j = 0; j < kKeyTile; j++) {
       for (int64_t i = 0; i < d; i++) kt[i * kKeyTile + j] = kw[j * d + i];
     }
+    // Every query's scores first, four queries at a time.
+    auto q_of = [&](int64_t qi) { return q + ((it.row0 + qi / G) * H + it.kv_head * G + qi % G) * d; };
+    int64_t qi = 0;
+    for (; qi + 4 <= nq; qi += 4) {
+      const float* qs[4] = {q_of(qi), q_of(qi + 1), q_of(qi + 2), q_of(qi + 3)};
+      score_queries<4>(qs, kt, d, s.sc.data() + qi * kKeyTile);
+    }
+    for (; qi < nq; qi++) {
+      const float* qs[1] = {q_of(qi)};
+      score_queries<1>(qs, kt, d, s.sc.data() + qi * kKeyTile);
+    }
     for (int64_t r = 0; r < it.rows; r++) {
       const int64_t pos = pos0 + r;
       const int64_t j0 = std::max<int64_t>(0, first_key(pos) - t0), j1 = std::min<int64_t>(n, pos + 1 - t0);
       if (j0 >= j1) continue;  // this row sees none of the tile's keys
       for (int64_t g = 0; g < G; g++) {
         const int64_t qi = r * G + g;
-        const float* qv = q + ((it.row0 + r) * H + it.kv_head * G + g) * d;
-        float sc[kKeyTile] = {};
-        for (int64_t i = 0; i < d; i++) {
-          const float qq = qv[i];
-          for (int64_t j = 0; j < kKeyTile; j++) sc[j] += qq * kt[i * kKeyTile + j];
-        }
-        float tile_max = -std::numeric_limits<float>::infinity();
-        for (int64_t j = j0; j < j1; j++) tile_max = std::max(tile_max, sc[j] * scale);
+        const float* sc = s.sc.data() + qi * kKeyTile;
+        float z[kKeyTile];  // scaled scores, -inf where masked
+        for (int64_t j = 0; j < kKeyTile; j++) z[j] = j >= j0 && j < j1 ? sc[j] * scale : -kInf;
+        const float tile_max = max_tile(z);
         const float m_new = std::max(s.m[size_t(qi)], tile_max);
         const float alpha = exp_approx(s.m[size_t(qi)] - m_new);  // 0 on the first tile (m = -inf)
         float p[kKeyTile];
-        for (int64_t j = 0; j < kKeyTile; j++) p[j] = exp_approx(sc[j] * scale - m_new);
+        for (int64_t j = 0; j < kKeyTile; j++) p[j] = exp_approx(z[j] - m_new);
         for (int64_t j = 0; j < kKeyTile; j++) p[j] = (j >= j0 && j < j1) ? p[j] : 0.0f;
         s.l[size_t(qi)] = s.l[size_t(qi)] * alpha + sum_tile(p);
         s.m[size_t(qi)] = m_new;
-        // o = o·alpha + Σ_j p_j v_j, a lane chunk at a time so the sum stays in registers.
         float* o = s.o.data() + qi * d;
         int64_t i0 = 0;
-        for (; i0 + kLanes <= d; i0 += kLanes) {
-          float acc[kLanes];
-          for (int l = 0; l < kLanes; l++) acc[l] = o[i0 + l] * alpha;
-          for (int64_t j = j0; j < j1; j++) {
-            const float pj = p[j];
-            for (int l = 0; l < kLanes; l++) acc[l] += pj * vt[j * d + i0 + l];
-          }
-          for (int l = 0; l < kLanes; l++) o[i0 + l] = acc[l];
-        }
-        for (int64_t i = i0; i < d; i++) {  // head_dim not a multiple of kLanes
-          float acc = o[i] * alpha;
-          for (int64_t j = j0; j < j1; j++) acc += p[j] * vt[j * d + i];
-          o[i] = acc;
-        }
+        for (; i0 + 4 * kLanes <= d; i0 += 4 * kLanes) accumulate_pv<4 * kLanes>(o, alpha, p, vt, d, i0, j0, j1);
+        for (; i0 + kLanes <= d; i0 += kLanes) accumulate_pv<kLanes>(o, alpha, p, vt, d, i0, j0, j1);
+        for (; i0 < d; i0++) accumulate_pv<1>(o, alpha, p, vt, d, i0, j0, j1);  // head_dim % 16 != 0
       }
     }
   }
