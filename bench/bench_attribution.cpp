@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "bench/roofline.h"
+#include "bench/usage.h"
 #include "engine/error.h"
 #include "engine/json_file.h"
 #include "engine/sampler.h"
@@ -26,6 +27,12 @@
 #include "steering/attribution.h"
 
 namespace {
+
+constexpr const char* kUsage = R"(Usage: tiller-bench-attribution --model DIR [--device cpu|cuda] [--threads N] [--prompt 96] [--trials 3]
+                                [--naive-trials 1] [--mean-prompts 4] [--batch-rows 1024] [--shape NAME]
+                                [--out FILE.jsonl] [--commit SHA]
+Patched passes per second, fast against naive, and the projected time of Soteria's protocol.
+)";
 
 using namespace tiller;
 using namespace tiller::bench;
@@ -55,7 +62,8 @@ Options parse(int argc, char** argv) {
     else if (a == "--shape") o.shape = next();
     else if (a == "--out") o.out = next();
     else if (a == "--commit") o.commit = next();
-    else fail("unknown flag ", a, " (see the comment at the top of bench/bench_attribution.cpp)");
+    else if (a == "--help" || a == "-h") usage_exit(kUsage);
+    else usage_exit(kUsage, "unknown flag " + a);
   }
   if (o.model.empty()) fail("--model DIR is required (e.g. tiller random-init --config bench/configs/smollm2-135m.json)");
   if (o.prompt < 2 || o.trials < 1 || o.naive_trials < 0 || o.mean_prompts < 1) fail("bad sizes");

@@ -22,6 +22,7 @@
 
 #include "bench/gpu_roofline.h"
 #include "bench/roofline.h"
+#include "bench/usage.h"
 #include "engine/error.h"
 #include "engine/json_file.h"
 #include "engine/sampler.h"
@@ -30,6 +31,13 @@
 #include "models/random_weights.h"
 
 namespace {
+
+constexpr const char* kUsage = R"(Usage: tiller-bench-inference (--model DIR | --random-config config.json [--dtype bf16] [--seed S])
+                              [--backend cpu|cuda] [--threads N] [--prompt 512] [--steps 64]
+                              [--context 64] [--batch 1,4,16] [--shape NAME] [--out FILE.jsonl]
+                              [--commit SHA] [--device TEXT]
+Prefill and decode tokens/s beside the measured memory bandwidth; appends JSON lines to --out.
+)";
 
 using namespace tiller;
 using namespace tiller::bench;
@@ -71,7 +79,8 @@ Options parse(int argc, char** argv) {
         o.batches.push_back(std::stoll(s.substr(b, e - b)));
         b = e + 1;
       }
-    } else fail("unknown flag ", a, " (see the comment at the top of bench/bench_inference.cpp)");
+    } else if (a == "--help" || a == "-h") usage_exit(kUsage);
+    else usage_exit(kUsage, "unknown flag " + a);
   }
   if (o.model.empty() == o.random_config.empty()) fail("give one of --model DIR or --random-config config.json");
   if (o.shape.empty())

@@ -24,8 +24,15 @@
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/matmul_impl.h"
 #include "bench/roofline.h"
+#include "bench/usage.h"
 
 namespace {
+
+constexpr const char* kUsage = R"(Usage: tiller-bench-matmul [--threads N] [--isa generic|avx2|avx512|avx512-nobf16]
+                           [--algo auto|gemv|gemvdot|gemm] [--T 1,4,16,512] [--dtype bf16,f32,f16]
+                           [--shape 8192x2048,...] [--sweep] [--min-ms 60]
+CPU projection throughput (GFLOP/s, weight GB/s) beside the measured memory bandwidth.
+)";
 
 using namespace tiller;
 using namespace tiller::cpu;
@@ -33,6 +40,7 @@ using bench::Bandwidth;
 using bench::Clock;
 using bench::measure_bandwidth;
 using bench::seconds_since;
+using bench::usage_exit;
 
 struct Shape {
   const char* name;
@@ -108,8 +116,10 @@ Options parse(int argc, char** argv) {
       o.sweep = true;
     } else if (a == "--min-ms") {
       o.min_ms = std::atof(next().c_str());
+    } else if (a == "--help" || a == "-h") {
+      usage_exit(kUsage);
     } else {
-      fail("unknown flag ", a, " (see the comment at the top of bench/bench_matmul.cpp)");
+      usage_exit(kUsage, "unknown flag " + a);
     }
   }
   if (o.shapes.empty()) o.shapes.assign(std::begin(kShapes), std::end(kShapes));

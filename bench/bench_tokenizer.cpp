@@ -15,6 +15,7 @@
 
 #include <unistd.h>
 
+#include "bench/usage.h"
 #include "engine/error.h"
 #include "engine/json_file.h"
 #include "engine/tokenizer/tokenizer.h"
@@ -84,6 +85,11 @@ std::string shell_quote(const std::string& s) {
 
 }  // namespace
 
+constexpr const char* kUsage = R"(Usage: tiller-bench-tokenizer [--shared DIR] [--tokenizers llama3,qwen2,...] [--passes N]
+                              [--python PATH] [--no-peer] [--per-language-kb N]
+Encode throughput (MB/s, one core) on multilingual text, beside HF tokenizers on the same text.
+)";
+
 int main(int argc, char** argv) {
   const fs::path source_root = fs::path(__FILE__).parent_path().parent_path();
   fs::path shared = source_root.parent_path() / "shared";
@@ -111,10 +117,10 @@ int main(int argc, char** argv) {
       names.clear();
       std::stringstream ss(next());
       for (std::string n; std::getline(ss, n, ',');) names.push_back(n);
+    } else if (a == "--help" || a == "-h") {
+      tiller::bench::usage_exit(kUsage);
     } else {
-      std::cerr << "usage: tiller-bench-tokenizer [--shared DIR] [--tokenizers a,b] [--passes N] [--python PATH] "
-                   "[--no-peer] [--per-language-kb N]\n";
-      return 2;
+      tiller::bench::usage_exit(kUsage, "unknown flag " + a);
     }
   }
   if (!fs::exists(shared / "data" / "attribution" / "soteria")) {
