@@ -1,6 +1,7 @@
 // Shared plumbing of the model-running subcommands.
 #include "cli/common.h"
 
+#include <cmath>
 #include <random>
 
 #include "engine/error.h"
@@ -36,6 +37,8 @@ std::vector<Flag> sampling_flags() {
       {"--top-p", "", "P", "nucleus sampling mass; 1 = off", "generation_config.json, else 1"},
       {"--min-p", "", "P", "drop tokens below P times the top probability; 0 = off", "generation_config.json, else 0"},
       {"--repetition-penalty", "", "R", "HF repetition penalty; 1 = off", "generation_config.json, else 1"},
+      {"--frequency-penalty", "", "F", "subtract F x count of each generated token (OpenAI); 0 = off", "0"},
+      {"--presence-penalty", "", "P", "subtract P once from each generated token (OpenAI); 0 = off", "0"},
       {"--seed", "-s", "S", "random seed; the same seed gives the same tokens", "random"},
       {"--ignore-eos", "", "", "keep generating past end-of-sequence tokens", ""},
   };
@@ -53,9 +56,13 @@ GenerateOptions generate_options(const Args& args, const GenerationDefaults& gen
     opt.sampling.min_p = float(args.number("--min-p", gen.min_p));
   }
   opt.sampling.repetition_penalty = float(args.number("--repetition-penalty", gen.repetition_penalty));
+  opt.sampling.frequency_penalty = float(args.number("--frequency-penalty", 0));
+  opt.sampling.presence_penalty = float(args.number("--presence-penalty", 0));
   const SamplingParams& sp = opt.sampling;
-  if (sp.top_k < 0 || sp.top_p <= 0 || sp.top_p > 1 || sp.min_p < 0 || sp.min_p > 1 || sp.repetition_penalty <= 0)
-    throw UsageError{"sampling options out of range (top-k >= 0, 0 < top-p <= 1, 0 <= min-p <= 1, repetition-penalty > 0)"};
+  if (sp.top_k < 0 || sp.top_p <= 0 || sp.top_p > 1 || sp.min_p < 0 || sp.min_p > 1 || sp.repetition_penalty <= 0 ||
+      std::abs(sp.frequency_penalty) > 2 || std::abs(sp.presence_penalty) > 2)
+    throw UsageError{"sampling options out of range (top-k >= 0, 0 < top-p <= 1, 0 <= min-p <= 1, repetition-penalty > 0, "
+                     "-2 <= frequency-penalty, presence-penalty <= 2)"};
   opt.seed = args.has("--seed") ? uint64_t(args.integer("--seed", 0)) : std::random_device{}();
   if (!args.has("--ignore-eos")) opt.stop_ids = gen.eos_token_ids.empty() ? config.eos_token_ids : gen.eos_token_ids;
   return opt;

@@ -18,7 +18,8 @@ namespace tiller::cli {
 std::vector<Flag> model_flags();
 // --prompt, --tokens
 std::vector<Flag> prompt_flags();
-// -n, --temperature, --top-k, --top-p, --min-p, --repetition-penalty, --seed, --ignore-eos
+// -n, --temperature, --top-k, --top-p, --min-p, --repetition-penalty, --frequency-penalty,
+// --presence-penalty, --seed, --ignore-eos
 std::vector<Flag> sampling_flags();
 
 struct Session {

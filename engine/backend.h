@@ -64,6 +64,12 @@ struct SamplingParams {
   float top_p = 1.0f;        // 1: off
   float min_p = 0.0f;        // 0: off
   float repetition_penalty = 1.0f;  // 1: off
+  // OpenAI's additive penalties over the generated tokens (not the prompt), as vLLM applies them:
+  // logit -= frequency_penalty · count + presence_penalty · (count > 0). 0: off
+  float frequency_penalty = 0.0f;
+  float presence_penalty = 0.0f;
+  // OpenAI logit_bias: added to a token's logit before any other processing.
+  std::vector<std::pair<int32_t, float>> logit_bias;
   bool greedy() const { return temperature <= 0.0f || top_k == 1; }
 };
 
@@ -74,6 +80,7 @@ struct SampleRequest {
   SamplingParams params;
   double uniform = 0.0;
   std::span<const int32_t> penalty_tokens;
+  size_t n_prompt = 0;  // penalty_tokens[n_prompt:] are the generated ones (frequency / presence)
 };
 
 class Backend {

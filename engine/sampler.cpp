@@ -34,7 +34,43 @@ void apply_repetition_penalty(std::span<float> logits, std::span<const int32_t> 
   }
 }
 
+void add_offsets(std::span<float> logits, const std::vector<LogitOffset>& offsets) {
+  for (const LogitOffset& o : offsets) logits[size_t(o.token)] += o.amount;
+}
+
 }  // namespace
+
+std::vector<LogitOffset> logit_bias_offsets(const SamplingParams& params, int64_t V) {
+  std::vector<LogitOffset> out;
+  for (const auto& [token, amount] : params.logit_bias) {
+    if (token >= 0 && token < V) out.push_back({token, amount});
+  }
+  std::stable_sort(out.begin(), out.end(), [](const LogitOffset& a, const LogitOffset& b) { return a.token < b.token; });
+  size_t n = 0;  // the same token twice: the amounts add up
+  for (size_t i = 0; i < out.size(); i++) {
+    if (n > 0 && out[n - 1].token == out[i].token) out[n - 1].amount += out[i].amount;
+    else out[n++] = out[i];
+  }
+  out.resize(n);
+  return out;
+}
+
+std::vector<LogitOffset> output_penalty_offsets(const SampleRequest& request, int64_t V) {
+  const SamplingParams& p = request.params;
+  std::vector<LogitOffset> out;
+  if ((p.frequency_penalty == 0.0f && p.presence_penalty == 0.0f) || request.n_prompt >= request.penalty_tokens.size())
+    return out;
+  std::vector<int32_t> generated(request.penalty_tokens.begin() + long(request.n_prompt), request.penalty_tokens.end());
+  std::sort(generated.begin(), generated.end());
+  for (size_t i = 0; i < generated.size();) {
+    size_t j = i;
+    while (j < generated.size() && generated[j] == generated[i]) j++;
+    if (generated[i] >= 0 && generated[i] < V)
+      out.push_back({generated[i], -(p.frequency_penalty * float(j - i) + p.presence_penalty)});
+    i = j;
+  }
+  return out;
+}
 
 Rng::Rng(uint64_t seed) {
   for (auto& s : s_) s = splitmix64(seed);
@@ -56,8 +92,11 @@ double Rng::uniform() { return double(next() >> 11) * 0x1.0p-53; }
 
 int32_t sample_logits(std::span<float> logits, const SampleRequest& request) {
   const SamplingParams& p = request.params;
+  const int64_t V = int64_t(logits.size());
+  if (!p.logit_bias.empty()) add_offsets(logits, logit_bias_offsets(p, V));
   if (p.repetition_penalty != 1.0f && !request.penalty_tokens.empty())
     apply_repetition_penalty(logits, request.penalty_tokens, p.repetition_penalty);
+  add_offsets(logits, output_penalty_offsets(request, V));
   if (p.greedy()) return argmax(logits);
 
   // Candidates sorted by logit, descending (ties: lower id first, so the order is canonical).

@@ -28,9 +28,11 @@ class TokenSampler {
  public:
   TokenSampler(const SamplingParams& params, uint64_t seed) : params_(params), rng_(seed) {}
   // The request for the next token; `history` is what the repetition penalty looks at (the
-  // prompt and the tokens generated so far, as HF does).
-  SampleRequest next(std::span<const int32_t> history) {
-    return SampleRequest{params_, params_.greedy() ? 0.0 : rng_.uniform(), history};
+  // prompt and the tokens generated so far, as HF does); the frequency and presence penalties
+  // look at the generated part only.
+  // `n_prompt`: how many leading tokens of `history` are the prompt.
+  SampleRequest next(std::span<const int32_t> history, size_t n_prompt) {
+    return SampleRequest{params_, params_.greedy() ? 0.0 : rng_.uniform(), history, n_prompt};
   }
   const SamplingParams& params() const { return params_; }
 
@@ -40,7 +42,18 @@ class TokenSampler {
 };
 
 // The reference algorithm every backend implements: chooses a token from one row of logits
-// [V] (modified in place). Greedy takes the first maximum, as torch.argmax does.
+// [V] (modified in place). Order: logit_bias, the repetition penalty, the frequency / presence
+// penalties, then greedy (the first maximum, as torch.argmax) or temperature -> top-k -> top-p ->
+// min-p -> draw.
 int32_t sample_logits(std::span<float> logits, const SampleRequest& request);
+
+// The additive steps of that order as (token, amount) lists, one entry per token, ids outside
+// [0, V) dropped, ascending by token: what a device backend uploads for its kernels.
+struct LogitOffset {
+  int32_t token;
+  float amount;
+};
+std::vector<LogitOffset> logit_bias_offsets(const SamplingParams& params, int64_t V);
+std::vector<LogitOffset> output_penalty_offsets(const SampleRequest& request, int64_t V);
 
 }  // namespace tiller

@@ -60,7 +60,7 @@ GenerateResult generate(Model& model, KvCache& kv, SeqId seq, std::span<const in
 
   for (int64_t step = 0; step < max_new; step++) {
     int32_t id = 0;
-    const SampleRequest request = sampler.next(history);
+    const SampleRequest request = sampler.next(history, prompt.size());
     model.backend().sample(logits, std::span(&request, 1), std::span(&id, 1));
     result.tokens.push_back(id);
     history.push_back(id);

@@ -1,6 +1,7 @@
 // Parsing and checking OpenAI request bodies.
 #include "serving/openai_request.h"
 
+#include <charconv>
 #include <random>
 
 #include "engine/chat/chat_prompt.h"
@@ -63,6 +64,31 @@ int32_t token_id(const ojson& v, const ServedModel& m, const std::string& param)
   return int32_t(v.get<int64_t>());
 }
 
+// OpenAI's {"token id": bias} with bias in [-100, 100], ids as strings (JSON keys).
+std::vector<std::pair<int32_t, float>> logit_bias(const ojson& body, const ServedModel& m) {
+  const ojson* v = field(body, "logit_bias");
+  if (!v) return {};
+  if (!v->is_object())
+    throw ApiError(400, "'logit_bias' must be an object mapping token ids to numbers, found " + shown(*v), "logit_bias");
+  std::vector<std::pair<int32_t, float>> out;
+  for (auto it = v->begin(); it != v->end(); ++it) {
+    const std::string& key = it.key();
+    int64_t id = -1;
+    const auto [end, ec] = std::from_chars(key.data(), key.data() + key.size(), id);
+    if (ec != std::errc() || end != key.data() + key.size() || key.empty() || id < 0 || id >= m.vocab_size()) {
+      throw ApiError(400, "'logit_bias' keys must be token ids in [0, " + std::to_string(m.vocab_size()) +
+                              "), found \"" + key + "\"", "logit_bias");
+    }
+    const ojson& bias = it.value();
+    if (!bias.is_number() || bias.get<double>() < -100 || bias.get<double>() > 100) {
+      throw ApiError(400, "'logit_bias' values must be numbers from -100 to 100, found " + shown(bias) +
+                              " for token " + key, "logit_bias");
+    }
+    out.emplace_back(int32_t(id), float(bias.get<double>()));
+  }
+  return out;
+}
+
 std::vector<std::string> stop_strings(const ojson& body) {
   const ojson* v = field(body, "stop");
   if (!v) return {};
@@ -115,12 +141,9 @@ void parse_common(const ojson& body, const ServedModel& m, ApiRequest& r, std::o
     r.sampling.min_p = float(min_p.value_or(g.min_p));
   }
   r.sampling.repetition_penalty = float(rep.value_or(g.repetition_penalty));
-  for (const char* name : {"presence_penalty", "frequency_penalty"}) {
-    if (number_field(body, name, -2, 2).value_or(0) != 0)
-      throw ApiError(400, std::string("'") + name + "' is not supported; use 'repetition_penalty' (HF semantics)", name);
-  }
-  if (const ojson* v = field(body, "logit_bias"); v && !(v->is_object() && v->empty()))
-    throw ApiError(400, "'logit_bias' is not supported", "logit_bias");
+  r.sampling.presence_penalty = float(number_field(body, "presence_penalty", -2, 2).value_or(0));
+  r.sampling.frequency_penalty = float(number_field(body, "frequency_penalty", -2, 2).value_or(0));
+  r.sampling.logit_bias = logit_bias(body, m);
   if (const ojson* v = field(body, "response_format")) {
     if (!v->is_object() || v->value("type", "") != "text")
       throw ApiError(400, "only 'response_format' {\"type\": \"text\"} is supported, found " + shown(*v), "response_format");

@@ -332,7 +332,7 @@ void Scheduler::run_batch() {
   for (size_t j = 0; j < rows.size(); j++) {
     if (rows[j].choice < 0) continue;  // scoring-only rows take the default greedy request
     Choice& ch = rows[j].r->choices[size_t(rows[j].choice)];
-    requests[j] = ch.sampler.next(ch.history);
+    requests[j] = ch.sampler.next(ch.history, rows[j].r->req.prompt.size());
   }
   std::vector<int32_t> ids(rows.size());
   model_.backend().sample(logits, requests, ids);

@@ -479,7 +479,7 @@ TEST_CASE("backend ops: paged attention over ragged batches, GQA, windows, share
   });
 }
 
-TEST_CASE("backend ops: sampling picks the CPU's token (greedy, temperature, top-k/p, min-p, penalty)") {
+TEST_CASE("backend ops: sampling picks the CPU's token (greedy, temperature, top-k/p, min-p, penalties, bias)") {
   auto params = [](float t, int k, float p, float min_p, float penalty) {
     SamplingParams s;
     s.temperature = t;
@@ -489,10 +489,17 @@ TEST_CASE("backend ops: sampling picks the CPU's token (greedy, temperature, top
     s.repetition_penalty = penalty;
     return s;
   };
+  auto adjusted = [](SamplingParams s) {  // logit_bias (one id out of range) and OpenAI penalties
+    s.logit_bias = {{3, 4.0f}, {5, -100.0f}, {999, 2.5f}, {int32_t(1) << 30, 1.0f}};
+    s.frequency_penalty = 0.4f;
+    s.presence_penalty = 0.3f;
+    return s;
+  };
   const std::vector<SamplingParams> settings = {
       params(0, 0, 1, 0, 1),      params(0, 0, 1, 0, 1.3f),  params(1, 1, 1, 0, 1),       params(0.7f, 0, 1, 0, 1),
       params(1, 50, 1, 0, 1),     params(1, 0, 0.9f, 0, 1),  params(1, 0, 1, 0.05f, 1),  params(2, 0, 0.5f, 0, 1),
       params(0.8f, 40, 0.95f, 0.02f, 1.3f), params(1.2f, 5000, 0.8f, 0, 0.7f),
+      adjusted(params(0, 0, 1, 0, 1.3f)),   adjusted(params(0.9f, 0, 0.95f, 0, 1.3f)),
   };
   for_each_device([&](Backend& cpu, Backend& dev) {
     for (int64_t V : {1000, 32000, 128256}) {

@@ -89,3 +89,40 @@ TEST_CASE("sampler: the same seed gives the same stream") {
     REQUIRE((v >= 0.0 && v < 1.0));
   }
 }
+
+TEST_CASE("sampler: logit_bias, then the repetition penalty, then frequency / presence over generated tokens") {
+  SamplingParams p;
+  p.logit_bias = {{2, 1.5f}, {7, 50.0f}, {-1, 9.0f}, {2, 0.5f}};  // out of range dropped; repeats add up
+  p.repetition_penalty = 2.0f;
+  p.frequency_penalty = 0.25f;
+  p.presence_penalty = 0.5f;
+  // history: prompt {0, 1} then generated {1, 3, 3, 3}; V = 4
+  const std::vector<int32_t> history = {0, 1, 1, 3, 3, 3};
+  std::vector<float> logits = {4.0f, 1.0f, -1.0f, 2.0f};
+  sample_logits(logits, SampleRequest{p, 0, history, 2});
+  CHECK(logits[0] == 2.0f);                         // prompt only: repetition penalty, no frequency/presence
+  CHECK(logits[1] == 0.5f - 0.25f - 0.5f);          // penalised, then generated once
+  CHECK(logits[2] == 1.0f);                         // bias 1.5 + 0.5 on -1, not in the history
+  CHECK(logits[3] == 1.0f - 3 * 0.25f - 0.5f);      // penalised, then generated three times
+
+  // The lists a device backend uploads: sorted, one entry per token, in range.
+  const std::vector<LogitOffset> bias = logit_bias_offsets(p, 4);
+  REQUIRE(bias.size() == 1);
+  CHECK((bias[0].token == 2 && bias[0].amount == 2.0f));
+  const std::vector<LogitOffset> out = output_penalty_offsets(SampleRequest{p, 0, history, 2}, 4);
+  REQUIRE(out.size() == 2);
+  CHECK((out[0].token == 1 && out[0].amount == -0.75f));
+  CHECK((out[1].token == 3 && out[1].amount == -1.25f));
+  // Without generated tokens (or with both penalties 0) nothing is added.
+  CHECK(output_penalty_offsets(SampleRequest{p, 0, history, history.size()}, 4).empty());
+  SamplingParams off;
+  CHECK(output_penalty_offsets(SampleRequest{off, 0, history, 0}, 4).empty());
+  // A strong presence penalty moves greedy off a token the model keeps repeating.
+  SamplingParams greedy;
+  greedy.presence_penalty = 2.0f;
+  const std::vector<int32_t> prompt_then_0 = {0, 0};
+  std::vector<float> two = {3.0f, 2.0f};
+  CHECK(sample_logits(two, SampleRequest{greedy, 0, prompt_then_0, 2}) == 0);  // both are prompt: no penalty
+  two = {3.0f, 2.0f};
+  CHECK(sample_logits(two, SampleRequest{greedy, 0, prompt_then_0, 1}) == 1);  // 3 - 2 < 2
+}

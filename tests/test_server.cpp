@@ -2,6 +2,8 @@
 // bad-input matrix (each refusal with its status, and the server keeps serving), auth, shutdown.
 #if TILLER_HAVE_SERVER
 
+#include <algorithm>
+
 #include "models/generate.h"
 #include "server_harness.h"
 
@@ -23,9 +25,11 @@ SchedulerOptions small_scheduler() {
   return o;
 }
 
-std::vector<int32_t> greedy_alone(Model& model, const std::vector<int32_t>& prompt, int64_t n) {
+std::vector<int32_t> greedy_alone(Model& model, const std::vector<int32_t>& prompt, int64_t n,
+                                  const SamplingParams& sampling = {}) {
   GenerateOptions g;
   g.max_new_tokens = n;
+  g.sampling = sampling;
   return generate(model, prompt, g).tokens;
 }
 
@@ -83,6 +87,26 @@ TEST_CASE("server: completions, streaming, n, echo + logprobs, usage, models, he
   CHECK(a["choices"][1]["index"] == 1);
   CHECK(a["choices"] == b["choices"]);
   CHECK(a["usage"]["completion_tokens"] == 12);
+
+  // logit_bias and the OpenAI penalties reach the sampler: the server's tokens are generate()'s
+  // with the same settings. The bias makes token 77 attractive, the penalties then keep it from
+  // repeating: both matter on this prompt (checked on the reference itself).
+  SamplingParams adjusted;
+  adjusted.logit_bias = {{77, 10.0f}};
+  adjusted.frequency_penalty = 2.0f;
+  adjusted.presence_penalty = 2.0f;
+  SamplingParams bias_only;
+  bias_only.logit_bias = adjusted.logit_bias;
+  const std::vector<int32_t> short_prompt = {1, 20, 30};
+  const std::vector<int32_t> want = greedy_alone(*s.model, short_prompt, 8, adjusted);
+  REQUIRE(want != greedy_alone(*s.model, short_prompt, 8, bias_only));
+  REQUIRE(greedy_alone(*s.model, short_prompt, 8, bias_only) != greedy_alone(*s.model, short_prompt, 8));
+  auto [st_adj, adj] = post_json(s, "/v1/completions",
+                                 R"({"prompt":[1,20,30],"max_tokens":8,"temperature":0,"ignore_eos":true,)"
+                                 R"("return_token_ids":true,"frequency_penalty":2,"presence_penalty":2,)"
+                                 R"("logit_bias":{"77":10}})");
+  REQUIRE(st_adj == 200);
+  CHECK(adj["choices"][0]["token_ids"].get<std::vector<int32_t>>() == want);
 
   // echo + logprobs + max_tokens 0 scores the prompt (lm-eval's loglikelihood request).
   auto [st3, e] = post_json(s, "/v1/completions", R"({"prompt":[1,20,30,40,50],"max_tokens":0,"echo":true,"logprobs":1})");
@@ -146,6 +170,11 @@ TEST_CASE("server: every bad request gets its OpenAI error and status, and the s
       {"n too large", R"({"prompt":[1,2],"n":64})", 400, "n must be between 1 and 8"},
       {"deep nesting", R"({"prompt":)" + std::string(100000, '[') + std::string(100000, ']') + "}", 400, "deeper than 64"},
       {"chat without template", R"({"messages":[{"role":"user","content":"hi"}]})", 400, "no tokenizer"},
+      {"presence_penalty range", R"({"prompt":[1,2],"presence_penalty":3})", 400, "'presence_penalty' must be a number from -2 to 2"},
+      {"logit_bias not an object", R"({"prompt":[1,2],"logit_bias":[1]})", 400, "'logit_bias' must be an object"},
+      {"logit_bias key", R"({"prompt":[1,2],"logit_bias":{"x1":5}})", 400, "keys must be token ids in [0, 512)"},
+      {"logit_bias id range", R"({"prompt":[1,2],"logit_bias":{"512":5}})", 400, "found \"512\""},
+      {"logit_bias value", R"({"prompt":[1,2],"logit_bias":{"5":101}})", 400, "from -100 to 100, found 101 for token 5"},
   };
   for (const Bad& b : cases) {
     CAPTURE(b.name);

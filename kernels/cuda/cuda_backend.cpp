@@ -14,6 +14,7 @@
 #include <unordered_map>
 
 #include "engine/error.h"
+#include "engine/sampler.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/ops.h"
 
@@ -488,10 +489,18 @@ void CudaBackend::sample(Tensor& logits, std::span<const SampleRequest> requests
                logits.shape_string());
   if (R == 0) return;
 
-  // Per-row settings and the repetition-penalty tokens (deduplicated, in range: applied once each).
+  // Per-row settings, the repetition-penalty tokens and the additive offsets (each deduplicated
+  // and in range: applied once each).
   std::vector<cuda::SampleRow> rows(static_cast<size_t>(R));
   std::vector<int32_t> tokens;
-  bool any_sampled = false, any_penalty = false;
+  std::vector<cuda::TokenOffset> offsets;
+  bool any_sampled = false, any_adjustment = false;
+  auto append_offsets = [&](const std::vector<LogitOffset>& add, int32_t& begin, int32_t& end) {
+    begin = int32_t(offsets.size());
+    for (const LogitOffset& o : add) offsets.push_back({o.token, o.amount});
+    end = int32_t(offsets.size());
+    any_adjustment = any_adjustment || end > begin;
+  };
   for (int64_t r = 0; r < R; r++) {
     const SampleRequest& q = requests[size_t(r)];
     cuda::SampleRow& row = rows[size_t(r)];
@@ -511,32 +520,40 @@ void CudaBackend::sample(Tensor& logits, std::span<const SampleRequest> requests
         if (t >= 0 && t < V) tokens.push_back(t);
       }
       row.penalty_end = int32_t(tokens.size());
-      any_penalty = any_penalty || row.penalty_end > row.penalty_begin;
+      any_adjustment = any_adjustment || row.penalty_end > row.penalty_begin;
     } else {
       row.repetition_penalty = 1.0f;
     }
+    append_offsets(logit_bias_offsets(q.params, V), row.bias_begin, row.bias_end);
+    append_offsets(output_penalty_offsets(q, V), row.offset_begin, row.offset_end);
     any_sampled = any_sampled || !row.greedy;
   }
 
-  // Device copies: rows | tokens | ids, through pinned staging.
-  const size_t rows_bytes = (size_t(R) * sizeof(cuda::SampleRow) + 255) / 256 * 256;
-  const size_t tokens_bytes = (tokens.size() * sizeof(int32_t) + 255) / 256 * 256;
+  // Device copies: rows | tokens | offsets | ids, through pinned staging.
+  auto padded = [](size_t bytes) { return (bytes + 255) / 256 * 256; };
+  const size_t rows_bytes = padded(size_t(R) * sizeof(cuda::SampleRow));
+  const size_t tokens_bytes = padded(tokens.size() * sizeof(int32_t));
+  const size_t offsets_bytes = padded(offsets.size() * sizeof(cuda::TokenOffset));
+  const size_t in_bytes = rows_bytes + tokens_bytes + offsets_bytes;
   const size_t ids_bytes = size_t(R) * sizeof(int32_t);
-  char* io = static_cast<char*>(m.ensure(m.sample_io, rows_bytes + tokens_bytes + ids_bytes, "sampling"));
-  char* staged = static_cast<char*>(m.sample_staging.reserve(rows_bytes + tokens_bytes));
+  char* io = static_cast<char*>(m.ensure(m.sample_io, in_bytes + ids_bytes, "sampling"));
+  char* staged = static_cast<char*>(m.sample_staging.reserve(in_bytes));
   std::memcpy(staged, rows.data(), rows.size() * sizeof(cuda::SampleRow));
   if (!tokens.empty()) std::memcpy(staged + rows_bytes, tokens.data(), tokens.size() * sizeof(int32_t));
-  m.sample_staging.copy_to(io, rows_bytes + tokens_bytes, m.stream);
+  if (!offsets.empty())
+    std::memcpy(staged + rows_bytes + tokens_bytes, offsets.data(), offsets.size() * sizeof(cuda::TokenOffset));
+  m.sample_staging.copy_to(io, in_bytes, m.stream);
 
   cuda::SampleArgs a;
   a.logits = logits.ptr<float>();
   a.rows = reinterpret_cast<const cuda::SampleRow*>(io);
   a.penalty_tokens = reinterpret_cast<const int32_t*>(io + rows_bytes);
-  a.out_ids = reinterpret_cast<int32_t*>(io + rows_bytes + tokens_bytes);
+  a.offsets = reinterpret_cast<const cuda::TokenOffset*>(io + rows_bytes + tokens_bytes);
+  a.out_ids = reinterpret_cast<int32_t*>(io + in_bytes);
   a.R = R;
   a.V = V;
   a.any_sampled = any_sampled;
-  a.any_penalty = any_penalty;
+  a.any_adjustment = any_adjustment;
   const size_t need = any_sampled ? cuda::sample_scratch_bytes(R, V) : 0;
   void* scratch = need ? m.ensure(m.sample_scratch, need, "sampling") : nullptr;
   cuda::sample(a, scratch, need, m.stream);

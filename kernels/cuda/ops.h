@@ -93,16 +93,27 @@ struct SampleRow {
   int32_t greedy;         // 1: first argmax
   int32_t penalty_begin;  // [begin, end) into the penalty token list (deduplicated, in range)
   int32_t penalty_end;
+  int32_t bias_begin;     // [begin, end) into the offset list: logit_bias, before the penalty
+  int32_t bias_end;
+  int32_t offset_begin;   // [begin, end) into the offset list: frequency / presence, after it
+  int32_t offset_end;
+};
+
+// One additive logit adjustment (engine/sampler.h's LogitOffset, the same layout).
+struct TokenOffset {
+  int32_t token;
+  float amount;
 };
 
 struct SampleArgs {
-  float* logits = nullptr;          // [R, V], modified (penalty)
+  float* logits = nullptr;          // [R, V], modified (bias, penalties)
   const SampleRow* rows = nullptr;  // [R]
   const int32_t* penalty_tokens = nullptr;
+  const TokenOffset* offsets = nullptr;
   int32_t* out_ids = nullptr;       // [R]
   int64_t R = 0, V = 0;
   bool any_sampled = false;         // false: greedy only (no sort)
-  bool any_penalty = false;
+  bool any_adjustment = false;      // some row has a bias, a penalty token or an offset
 };
 
 // Bytes of scratch sample() needs (sorted keys and ids, CUB temporary storage).

@@ -1,5 +1,5 @@
-// Logits processing and token choice on the device, in engine/sampler.cpp's order (HF generate's):
-// repetition penalty, then greedy (first argmax) or temperature -> top-k (ties kept) -> top-p ->
+// Logits processing and token choice on the device, in engine/sampler.cpp's order: logit_bias,
+// repetition penalty, frequency / presence penalties, then greedy (first argmax) or temperature -> top-k (ties kept) -> top-p ->
 // min-p -> draw with the host's uniform. Only the chosen ids go back to the host.
 //
 // Sampled rows are sorted once (CUB segmented radix sort, stable, descending: ties keep ascending
@@ -64,16 +64,25 @@ __device__ T block_exclusive_scan(T v, T* sh) {
   return sh[warp] + inc - v;
 }
 
-// HF RepetitionPenaltyLogitsProcessor; the host deduplicated each row's tokens and dropped ids outside [0, V).
-__global__ void penalty_kernel(float* logits, const SampleRow* __restrict__ rows, const int32_t* __restrict__ tokens,
-                               int64_t V) {
+// logit_bias, then HF's RepetitionPenaltyLogitsProcessor, then the frequency / presence offsets.
+// The host deduplicated each list and dropped ids outside [0, V), so within a step no two threads
+// touch the same logit; the barriers order the steps.
+__global__ void adjust_kernel(float* logits, const SampleRow* __restrict__ rows, const int32_t* __restrict__ tokens,
+                              const TokenOffset* __restrict__ offsets, int64_t V) {
   const int64_t r = blockIdx.x;
   const SampleRow row = rows[r];
-  if (row.repetition_penalty == 1.0f) return;
-  for (int i = row.penalty_begin + int(threadIdx.x); i < row.penalty_end; i += blockDim.x) {
-    float& l = logits[r * V + tokens[i]];
-    l = l < 0 ? l * row.repetition_penalty : l / row.repetition_penalty;
+  float* x = logits + r * V;
+  for (int i = row.bias_begin + int(threadIdx.x); i < row.bias_end; i += blockDim.x) x[offsets[i].token] += offsets[i].amount;
+  __syncthreads();
+  if (row.repetition_penalty != 1.0f) {
+    for (int i = row.penalty_begin + int(threadIdx.x); i < row.penalty_end; i += blockDim.x) {
+      float& l = x[tokens[i]];
+      l = l < 0 ? l * row.repetition_penalty : l / row.repetition_penalty;
+    }
   }
+  __syncthreads();
+  for (int i = row.offset_begin + int(threadIdx.x); i < row.offset_end; i += blockDim.x)
+    x[offsets[i].token] += offsets[i].amount;
 }
 
 // Greedy rows: the first maximum, as torch.argmax and std::max_element.
@@ -237,10 +246,10 @@ size_t sample_scratch_bytes(int64_t R, int64_t V) {
 void sample(const SampleArgs& a, void* scratch, size_t scratch_bytes, cudaStream_t stream) {
   TILLER_CHECK(a.logits && a.rows && a.out_ids && a.R > 0 && a.V > 0 && a.R * a.V < INT32_MAX && a.R <= INT32_MAX,
                "sample: ", a.R, " x ", a.V, " logits");
-  TILLER_CHECK(!a.any_penalty || a.penalty_tokens, "sample: penalty tokens missing");
+  TILLER_CHECK(!a.any_adjustment || (a.penalty_tokens && a.offsets), "sample: penalty tokens or offsets missing");
   const unsigned R = unsigned(a.R);
-  if (a.any_penalty) {
-    penalty_kernel<<<R, 256, 0, stream>>>(a.logits, a.rows, a.penalty_tokens, a.V);
+  if (a.any_adjustment) {
+    adjust_kernel<<<R, 256, 0, stream>>>(a.logits, a.rows, a.penalty_tokens, a.offsets, a.V);
     TILLER_CUDA_CHECK(cudaGetLastError());
   }
   argmax_kernel<<<R, kThreads, 0, stream>>>(a.logits, a.rows, a.V, a.out_ids);
