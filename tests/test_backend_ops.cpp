@@ -592,3 +592,49 @@ TEST_CASE("backend ops: run_graph replays the recorded ops on new contents") {
     }
   });
 }
+
+TEST_CASE("attention (CPU): a row's output is bit for bit the same in any batch, windows included") {
+  // The same rows and cache twice: grouped (16-row work items per sequence) and interleaved (every
+  // item one row). Attribution compares patched rows computed alone with rows of a full prefill.
+  CpuBackend cpu(2);
+  const std::vector<SeqSpec> seqs = {{37, 50}, {0, 40}, {300, 21}};
+  for (DType dt : {DType::F32, DType::BF16}) {
+    for (int64_t window : {0, 7, 40}) {
+      const int64_t Hkv = 2, G = 3, d = 64, H = Hkv * G, bs = 16;
+      const HostLayout grouped = build_layout(seqs, bs, false, 5), interleaved = build_layout(seqs, bs, true, 5);
+      REQUIRE(grouped.block_tables == interleaved.block_tables);  // the same cache, rows in another order
+      const int64_t T = int64_t(grouped.positions.size());
+      TwinStore store = make_store(cpu, cpu, 1, grouped.n_blocks, Hkv, bs, d, dt, 3);
+      TwinLayout a(cpu, cpu, grouped), b(cpu, cpu, interleaved);
+      // q of a row depends on (sequence, position) only, so both batches ask the same questions.
+      auto q_for = [&](const HostLayout& h) {
+        std::vector<float> q(size_t(T * H * d));
+        for (int64_t t = 0; t < T; t++) {
+          const std::vector<float> row =
+              random_values(H * d, uint64_t(h.row_seq[size_t(t)] * 1000 + h.positions[size_t(t)]), -2, 2);
+          std::copy(row.begin(), row.end(), q.begin() + t * H * d);
+        }
+        return q;
+      };
+      const std::vector<float> qa = q_for(grouped), qb = q_for(interleaved);
+      Twin q = make_twin(cpu, cpu, DType::F32, {T, H, d}, &qa);
+      Twin q2 = make_twin(cpu, cpu, DType::F32, {T, H, d}, &qb);
+      Twin out = make_twin(cpu, cpu, DType::F32, {T, H, d}, nullptr);
+      const float scale = 0.125f;
+      cpu.attention(q.cpu.t, store.cpu, 0, window, scale, a.cpu, out.cpu.t);
+      cpu.attention(q2.cpu.t, store.cpu, 0, window, scale, b.cpu, out.dev.t);
+      int64_t mismatched = 0;
+      for (int64_t t = 0; t < T; t++) {
+        int64_t u = 0;  // the same (sequence, position) in the interleaved batch
+        while (interleaved.row_seq[size_t(u)] != grouped.row_seq[size_t(t)] ||
+               interleaved.positions[size_t(u)] != grouped.positions[size_t(t)])
+          u++;
+        mismatched += std::memcmp(out.cpu.t.ptr<float>() + t * H * d, out.dev.t.ptr<float>() + u * H * d,
+                                  size_t(H * d) * sizeof(float)) != 0;
+      }
+      CAPTURE(dtype_name(dt));
+      CAPTURE(window);
+      CHECK(mismatched == 0);
+    }
+  }
+}

@@ -123,17 +123,21 @@ __attribute__((always_inline)) inline void attend_item(const Item& it, const flo
   float* kt = s.kt.data();
   float* vt = s.vt.data();
 
-  for (int64_t t0 = key_begin; t0 < key_end; t0 += kKeyTile) {
+  // Tiles start at multiples of kKeyTile, so a row's tiles (and its result) do not depend on the
+  // other rows of its item; keys before a row's window are masked per row below.
+  const int64_t first_tile = key_begin / kKeyTile * kKeyTile;
+  for (int64_t t0 = first_tile; t0 < key_end; t0 += kKeyTile) {
     const int64_t n = std::min(kKeyTile, key_end - t0);
     for (int64_t j = 0; j < kKeyTile; j++) {
       float* kj = kw + j * d;
-      if (j < n) {
+      if (j < n && t0 + j >= key_begin) {
         const KvT* k = row_of(K, t0 + j);
         const KvT* v = row_of(V, t0 + j);
         for (int64_t i = 0; i < d; i++) kj[i] = load(k, i);
         for (int64_t i = 0; i < d; i++) vt[j * d + i] = load(v, i);
       } else {
         std::fill(kj, kj + d, 0.0f);  // scored but masked below
+        std::fill(vt + j * d, vt + (j + 1) * d, 0.0f);
       }
     }
     // Transposed, a query's scores are one vector loop over the tile's keys. Every query takes
