@@ -12,5 +12,11 @@ if [ ! -f "$model/model.safetensors" ]; then
 fi
 echo "== generate (random weights: the ids are noise, the speed is real) =="
 build/tiller generate --model "$model" --tokens 0,1,2,3 -n 32 --temperature 0 --json
+stories=../shared/models/stories260K
+if [ -f "$stories/config.json" ]; then
+  echo "== generate from a real trained tiny Llama ($stories) =="
+  build/tiller generate --model "$stories" --prompt "Once upon a time" -n 48 --temperature 0
+  echo
+fi
 echo "== benchmark =="
 build/tiller-bench-inference --model "$model" --prompt 128 --steps 32 --batch 1,4
