@@ -53,7 +53,9 @@ fail() {
 }
 
 # curl: health needs no key, /v1 does; a stream ends with [DONE].
-curl -sf "$base/health" | grep -q '"ok"' || fail "GET /health"
+# (Responses are read whole before grep: with pipefail, `curl | grep -q` fails when grep stops
+# reading early and curl gets SIGPIPE.)
+health="$(curl -sf "$base/health")" && grep -q '"ok"' <<<"$health" || fail "GET /health"
 code="$(curl -s -o /dev/null -w '%{http_code}' "$base/v1/models")"
 [ "$code" = 401 ] || fail "GET /v1/models without a key answered $code, expected 401"
 curl -sfN -H "Authorization: Bearer test-key" "$base/v1/completions" \
@@ -61,7 +63,7 @@ curl -sfN -H "Authorization: Bearer test-key" "$base/v1/completions" \
   || fail "streaming completion via curl did not end with data: [DONE]"
 code="$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer test-key" "$base/v1/completions" -d '{"prompt": ')"
 [ "$code" = 400 ] || fail "malformed JSON answered $code, expected 400"
-curl -sf "$base/metrics" | grep -q '^tiller_generation_tokens_total' || fail "GET /metrics"
+metrics="$(curl -sf "$base/metrics")" && grep -q '^tiller_generation_tokens_total' <<<"$metrics" || fail "GET /metrics"
 echo "curl: ok"
 
 "$venv/bin/python" "$here/test_openai_client.py" "$base" test-key || fail "openai client test"
