@@ -19,6 +19,7 @@ const Command& generate_command() {
       model_flags() + prompt_flags() + sampling_flags() +
           std::vector<Flag>{
               {"--json", "", "", "print one JSON object {tokens, text, ...} instead of streaming text", ""},
+              {"--no-display-prompt", "", "", "stream only the continuation, not the --prompt text before it", ""},
           },
       "Examples:\n  tiller generate -m ./SmolLM2-135M -p \"The capital of France is\" -n 32 --temperature 0\n"
       "  tiller generate -m ./model --tokens 1,450,4996 -n 16 --json"};
@@ -35,9 +36,12 @@ int run_generate(const Args& args) {
   const GenerateOptions opt = generate_options(args, gen, cfg);
 
   const bool as_json = args.has("--json");
+  // The prompt text first, then its continuation decoded as text that follows it (as llama.cpp shows it).
+  const bool echo = !as_json && s.tokenizer && args.has("--prompt") && !args.has("--no-display-prompt");
   std::unique_ptr<StreamDecoder> stream;
-  if (s.tokenizer) stream = std::make_unique<StreamDecoder>(*s.tokenizer);
+  if (s.tokenizer) stream = std::make_unique<StreamDecoder>(*s.tokenizer, true, echo);
   else if (!as_json) std::fprintf(stderr, "tiller: %s has no tokenizer; printing token ids\n", dir.c_str());
+  if (echo) std::fputs(args.str("--prompt").c_str(), stdout);
 
   const GenerateResult r = generate(*s.model, prompt, opt, [&](int32_t id) {
     if (as_json) return true;
@@ -67,6 +71,7 @@ int run_generate(const Args& args) {
   } else {
     if (stream) std::fputs(stream->finish().c_str(), stdout);
     std::printf("\n");
+    std::fflush(stdout);  // the text before the statistics on stderr
     std::fprintf(stderr, "tiller: prompt %zu tokens, %.1f tok/s; generated %zu tokens, %.1f tok/s (%s, %s)\n",
                  prompt.size(), prefill_tps, r.tokens.size(), decode_tps, r.finish_reason.c_str(),
                  s.backend->name().c_str());

@@ -152,9 +152,15 @@ TEST_CASE("cli: stories260K generates its golden story and tokenizes text") {
   const Run plain = run_tiller("tokenize --model " + dir.string() + " --no-special --text \"Once upon a time\"");
   CHECK(json::parse(plain.out) == json::parse("[403, 407, 261, 378]"));
 
-  const Run streamed = run_tiller("generate --model " + dir.string() + " --prompt \"Once upon a time\" -n 20 --temperature 0");
+  // Streaming shows the prompt, then the continuation: the same text --json returns.
+  const std::string text_gen = "generate --model " + dir.string() + " --prompt \"Once upon a time\" -n 20 --temperature 0";
+  const Run streamed = run_tiller(text_gen);
   CHECK(streamed.status == 0);
   CHECK(streamed.out.find("tok/s") != std::string::npos);
+  const std::string continuation = last_json(run_tiller(text_gen + " --json").out)["text"];
+  CHECK(continuation.size() > 20);
+  CHECK(streamed.out.rfind("Once upon a time" + continuation + "\ntiller: prompt", 0) == 0);
+  CHECK(run_tiller(text_gen + " --no-display-prompt").out.rfind(continuation, 0) == 0);
 }
 
 TEST_CASE("cli: render prints exactly the template's text; chat runs a conversation from stdin") {
