@@ -35,6 +35,7 @@ int64_t count_lines(const fs::path& p, const std::string& needle) {
 
 TEST_CASE("function task: prompts, targets and slots are built as the reference builds them") {
   TILLER_SKIP_UNLESS(test::have_shared(), "../shared is absent (set TILLER_SHARED): no stories260K tokenizer");
+  TILLER_SKIP_WITHOUT_TOKENIZERS();
   const auto tokenizer = load_tokenizer(stories());
   const PromptBuilder builder(*tokenizer);
   CHECK(builder.start_description() == "BOS 1 (<s>)");
@@ -53,6 +54,7 @@ TEST_CASE("function task: prompts, targets and slots are built as the reference 
 
 TEST_CASE("function task: start of text is the BOS, or the literal <|endoftext|> for models without one") {
   TILLER_SKIP_UNLESS(test::have_shared(), "../shared is absent (set TILLER_SHARED): no tokenizers");
+  TILLER_SKIP_WITHOUT_TOKENIZERS();
   const fs::path dir = test::shared_dir() / "data" / "tokenizers";
   const auto qwen = load_tokenizer(dir / "qwen2");
   const std::vector<TaskPair> demos = {{"hot", "cold"}, {"up", "down"}};
@@ -123,6 +125,7 @@ TEST_CASE("function task: bad task and prompts files are refused with the reason
 
 TEST_CASE("attribute: Soteria's antonym files end to end on stories260K (UTF-8, empty rows, resampling, replay)") {
   TILLER_SKIP_UNLESS(test::have_shared(), "../shared is absent (set TILLER_SHARED): no stories260K");
+  TILLER_SKIP_WITHOUT_TOKENIZERS();
   const fs::path out = test::scratch_path("es.safetensors"), dump = test::scratch_path("es.jsonl");
   const fs::path replay = test::scratch_path("replay.safetensors");
   // A short --ctx makes some 10-shot Spanish prompts too long: they are drawn again.

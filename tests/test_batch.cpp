@@ -92,9 +92,7 @@ TEST_CASE("batch: input order, generate()'s tokens, bad lines skipped with their
 
 TEST_CASE("batch: chat and text prompts with a real tokenizer (stories260K)") {
   TILLER_SKIP_UNLESS(test::have_shared(), "../shared is absent (stories260K)");
-#if !TILLER_HAVE_TOKENIZERS
-  TILLER_SKIP_UNLESS(false, "built without tokenizers");
-#endif
+  TILLER_SKIP_WITHOUT_TOKENIZERS();
   const fs::path tmp = test::scratch_path("batch-chat");
   fs::create_directories(tmp);
   const fs::path in = tmp / "in.jsonl", out = tmp / "out.jsonl";

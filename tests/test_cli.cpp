@@ -136,9 +136,7 @@ TEST_CASE("cli: random-init writes a loadable model, the same for the same seed"
 
 TEST_CASE("cli: stories260K generates its golden story and tokenizes text") {
   TILLER_SKIP_UNLESS(test::have_shared(), "../shared is absent (stories260K)");
-#if !TILLER_HAVE_TOKENIZERS
-  TILLER_SKIP_UNLESS(false, "built without tokenizers");
-#endif
+  TILLER_SKIP_WITHOUT_TOKENIZERS();
   const fs::path dir = test::shared_dir() / "models" / "stories260K";
   const json golden = read_json_file(dir / "golden.json");
   const json g = last_json(run_tiller("generate --model " + dir.string() + " --tokens 1 -n 40 --temperature 0 --json").out);

@@ -245,9 +245,7 @@ TEST_CASE("server: a full queue answers 429; shutdown ends a stream with [DONE] 
 
 TEST_CASE("server: chat and text completions with a real tokenizer (stories260K)") {
   TILLER_SKIP_UNLESS(test::have_shared(), "../shared is absent (stories260K)");
-#if !TILLER_HAVE_TOKENIZERS
-  TILLER_SKIP_UNLESS(false, "built without tokenizers");
-#endif
+  TILLER_SKIP_WITHOUT_TOKENIZERS();
   TestServer s(test::shared_dir() / "models" / "stories260K", small_scheduler(), {}, true);
   auto [st, chat] = post_json(s, "/v1/chat/completions",
                               R"({"messages":[{"role":"user","content":"Tell me a story"}],"max_tokens":24,"temperature":0})");

@@ -30,3 +30,10 @@ inline bool have_shared() { return std::filesystem::exists(shared_dir() / "model
       return;                                               \
     }                                                       \
   } while (0)
+
+// Ends a test that needs the tokenizers when the build configured them out (TILLER_TOKENIZERS=OFF).
+#if TILLER_HAVE_TOKENIZERS
+#define TILLER_SKIP_WITHOUT_TOKENIZERS() (void)0
+#else
+#define TILLER_SKIP_WITHOUT_TOKENIZERS() TILLER_SKIP_UNLESS(false, "built without tokenizers")
+#endif
