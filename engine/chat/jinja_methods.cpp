@@ -246,18 +246,7 @@ Value str_method(Interpreter& in, const Value& self, const std::string& name, Ca
       std::u32string cps = utf8_decode(s);
       return Value::boolean(!cps.empty() && std::all_of(cps.begin(), cps.end(), is_py_space));
     }
-    if (name == "islower" || name == "isupper") {
-      bool any_cased = false;
-      for (char32_t c : utf8_decode(s)) {
-        if (!is_py_cased(c)) continue;
-        any_cased = true;
-        std::string one;
-        utf8_append(one, c);
-        std::string mapped = name == "islower" ? py_lower(one) : py_upper(one);
-        if (mapped != one) return Value::boolean(false);
-      }
-      return Value::boolean(any_cased);
-    }
+    if (name == "islower" || name == "isupper") return Value::boolean(py_is_case(s, name == "isupper"));
     if (name == "isalpha") return Value::boolean(all_chars(s, [](char c) { return std::isalpha(static_cast<unsigned char>(c)) != 0; }));
     if (name == "isalnum") return Value::boolean(all_chars(s, [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; }));
     return Value::boolean(all_chars(s, [](char c) { return c >= '0' && c <= '9'; }));

@@ -72,20 +72,8 @@ bool t_divisibleby(Interpreter&, const Value& v, CallArgs& a) {
   return py_equal(binary_op("%", v, one_arg("divisibleby", a)), Value::integer(0));
 }
 
-bool case_test(const Value& v, bool upper) {
-  std::string s = py_str(v);
-  bool any_cased = false;
-  for (char32_t c : utf8_decode(s)) {
-    if (!is_py_cased(c)) continue;
-    any_cased = true;
-    std::string one;
-    utf8_append(one, c);
-    if ((upper ? py_upper(one) : py_lower(one)) != one) return false;
-  }
-  return any_cased;
-}
-bool t_lower(Interpreter&, const Value& v, CallArgs& a) { return no_args("lower", a), case_test(v, false); }
-bool t_upper(Interpreter&, const Value& v, CallArgs& a) { return no_args("upper", a), case_test(v, true); }
+bool t_lower(Interpreter&, const Value& v, CallArgs& a) { return no_args("lower", a), py_is_case(py_str(v), false); }
+bool t_upper(Interpreter&, const Value& v, CallArgs& a) { return no_args("upper", a), py_is_case(py_str(v), true); }
 
 bool t_eq(Interpreter&, const Value& v, CallArgs& a) { return py_equal(v, one_arg("eq", a)); }
 bool t_ne(Interpreter&, const Value& v, CallArgs& a) { return !py_equal(v, one_arg("ne", a)); }

@@ -177,6 +177,18 @@ bool is_py_cased(char32_t cp) {
   return in_ranges(kCased, cp);
 }
 
+bool py_is_case(std::string_view s, bool upper) {
+  bool any_cased = false;
+  for (char32_t c : utf8_decode(s)) {
+    if (!is_py_cased(c)) continue;
+    any_cased = true;
+    std::string one;
+    utf8_append(one, c);
+    if ((upper ? py_upper(one) : py_lower(one)) != one) return false;
+  }
+  return any_cased;
+}
+
 std::string py_upper(std::string_view s) {
   if (is_ascii(s)) {
     std::string out(s);

@@ -30,6 +30,8 @@ bool is_py_cased(char32_t cp);
 // Python's str.upper(), str.lower(), str.title(), str.capitalize().
 std::string py_upper(std::string_view s);
 std::string py_lower(std::string_view s);
+// Python's str.isupper() / str.islower(): some cased character, and none of the other case.
+bool py_is_case(std::string_view s, bool upper);
 std::string py_title(std::string_view s);
 std::string py_capitalize(std::string_view s);
 
