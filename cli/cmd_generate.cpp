@@ -41,10 +41,11 @@ int run_generate(const Args& args) {
   std::unique_ptr<StreamDecoder> stream;
   if (s.tokenizer) stream = std::make_unique<StreamDecoder>(*s.tokenizer, true, echo);
   else if (!as_json) std::fprintf(stderr, "tiller: %s has no tokenizer; printing token ids\n", dir.c_str());
-  if (echo) std::fputs(args.str("--prompt").c_str(), stdout);
 
+  bool echoed = false;  // the prompt is shown with the first token, once generation has started
   const GenerateResult r = generate(*s.model, prompt, opt, [&](int32_t id) {
     if (as_json) return true;
+    if (echo && !echoed) std::fputs(args.str("--prompt").c_str(), stdout), echoed = true;
     if (stream) std::fputs(stream->push(id).c_str(), stdout);
     else std::printf("%d ", id);
     std::fflush(stdout);
@@ -69,6 +70,7 @@ int run_generate(const Args& args) {
     }
     std::printf("%s\n", out.dump(-1, ' ', false, json::error_handler_t::replace).c_str());
   } else {
+    if (echo && !echoed) std::fputs(args.str("--prompt").c_str(), stdout);  // no token was generated
     if (stream) std::fputs(stream->finish().c_str(), stdout);
     std::printf("\n");
     std::fflush(stdout);  // the text before the statistics on stderr
