@@ -159,6 +159,13 @@ TEST_CASE("cli: stories260K generates its golden story and tokenizes text") {
   CHECK(continuation.size() > 20);
   CHECK(streamed.out.rfind("Once upon a time" + continuation + "\ntiller: prompt", 0) == 0);
   CHECK(run_tiller(text_gen + " --no-display-prompt").out.rfind(continuation, 0) == 0);
+  // A prompt over the context is refused with the numbers, and not echoed first.
+  std::string long_prompt;
+  for (int i = 0; i < 600; i++) long_prompt += "hello ";
+  const Run too_long = run_tiller("generate --model " + dir.string() + " --prompt \"" + long_prompt + "\" -n 4");
+  CHECK(too_long.status != 0);
+  CHECK(too_long.out.find("but the model's context is 512") != std::string::npos);
+  CHECK(too_long.out.find("hello hello") == std::string::npos);
 }
 
 TEST_CASE("cli: render prints exactly the template's text; chat runs a conversation from stdin") {
