@@ -21,6 +21,7 @@ namespace {
 
 constexpr int64_t kKeyTile = 32;  // keys per tile: two AVX-512 vectors of scores
 constexpr int64_t kRowTile = 16;  // rows of one sequence per work item
+constexpr double kInlineRowKeys = 512;  // (query, key) pairs (~15 us) below which one thread does it all
 
 struct Item {
   int64_t row0, rows;  // batch rows row0 .. row0 + rows - 1: one sequence, consecutive positions
@@ -229,15 +230,22 @@ void attention(const float* q, const KvStore& kv, int layer, int64_t window, flo
   const std::vector<Item> items = make_items(b, Hkv, window);
   const bool bf16 = kv.dtype == DType::BF16;
   // Largest first, taken from a shared counter: later rows of a prompt see more keys, so a fixed
-  // split would leave one thread most of the work. Each item is still one thread's, start to end.
+  // split would leave one thread most of the work. Each item is still one thread's, start to end,
+  // so the results do not depend on which thread, or how many, ran it.
   std::atomic<size_t> next{0};
-  pool.run([&](int, int) {
+  auto work = [&](int, int) {
     Scratch scratch;
     for (size_t i = next++; i < items.size(); i = next++) {
       if (bf16) attend_bf16(items[i], q, out, kv, layer, window, scale, b, H, scratch);
       else attend_f32(items[i], q, out, kv, layer, window, scale, b, H, scratch);
     }
-  });
+  };
+  // A decode step over a few short sequences is microseconds of work, little more than waking the
+  // pool costs, so it runs on the calling thread.
+  double cost = 0;
+  for (const Item& it : items) cost += it.cost;
+  if (cost * double(H / Hkv) < kInlineRowKeys) work(0, 1);
+  else pool.run(work);
 }
 
 }  // namespace tiller::cpu
