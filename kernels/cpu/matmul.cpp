@@ -54,46 +54,18 @@ int useful_threads(const ThreadPool& pool, int64_t work, int64_t min_work, int64
 
 // The pool takes a std::function: lambdas here capture one reference to a job on the stack, so
 // the function object fits its small buffer and a call never allocates.
-struct GemvJob {
-  const MatmulArgs& a;
-  GemvFn fn;
-  int parts;
-  int64_t rows_per_part;
-};
-
-void run_gemv(const MatmulArgs& a, const MatmulPath& path, ThreadPool& pool) {
-  const GemvFn fn = gemv_for(path.level);
-  const int64_t units = (a.N + kGemvRowGrain - 1) / kGemvRowGrain;
-  const int64_t bytes = a.N * a.K * int64_t(dtype_size(a.w_type)) * std::max<int64_t>(1, a.T / 4);
-  const int parts =
-      useful_threads(pool, bytes, path.split_always ? 1 : kGemvMinBytesPerThread, units);
-  if (parts == 1) {
-    fn(a, 0, a.N);
-    return;
-  }
-  const GemvJob job{a, fn, parts, (units + parts - 1) / parts * kGemvRowGrain};
-  pool.run([&job](int t, int) {
-    if (t >= job.parts) return;
-    const int64_t n0 = std::min(job.a.N, t * job.rows_per_part);
-    const int64_t n1 = std::min(job.a.N, (t + 1) * job.rows_per_part);
-    if (n0 < n1) job.fn(job.a, n0, n1);
-  });
-}
 
 // Several matrices sharing x, split as one: the rows of all of them, in kGemvRowGrain units
-// numbered across the matrices in order, divided into one contiguous range per thread.
-void run_gemv_many(std::span<const MatmulArgs> as, const MatmulPath& path, ThreadPool& pool) {
-  const GemvFn fn = gemv_for(path.level);
-  std::vector<int64_t> first_unit(as.size() + 1, 0);  // [matrices + 1]
-  int64_t bytes = 0;
-  for (size_t i = 0; i < as.size(); i++) {
-    first_unit[i + 1] = first_unit[i] + (as[i].N + kGemvRowGrain - 1) / kGemvRowGrain;
-    bytes += as[i].N * as[i].K * int64_t(dtype_size(as[i].w_type)) * std::max<int64_t>(1, as[i].T / 4);
-  }
-  const int64_t units = first_unit.back();
-  const int parts = useful_threads(pool, bytes, path.split_always ? 1 : kGemvMinBytesPerThread, units);
-  const int64_t per = (units + parts - 1) / parts;
-  auto run_units = [&](int64_t u0, int64_t u1) {
+// numbered across the matrices in order, divided into one contiguous range per thread. One matrix
+// is the plain case.
+struct GemvJob {
+  std::span<const MatmulArgs> as;
+  const int64_t* first_unit;  // [as.size() + 1]: the first unit of each matrix, then the total
+  GemvFn fn;
+  int parts;
+  int64_t units_per_part;
+
+  void run_units(int64_t u0, int64_t u1) const {
     for (size_t i = 0; i < as.size(); i++) {
       const int64_t a0 = std::max(u0, first_unit[i]), a1 = std::min(u1, first_unit[i + 1]);
       if (a0 >= a1) continue;
@@ -101,14 +73,30 @@ void run_gemv_many(std::span<const MatmulArgs> as, const MatmulPath& path, Threa
       const int64_t n1 = std::min(as[i].N, (a1 - first_unit[i]) * kGemvRowGrain);
       fn(as[i], n0, n1);
     }
-  };
+  }
+};
+
+void run_gemv_many(std::span<const MatmulArgs> as, const MatmulPath& path, ThreadPool& pool) {
+  std::vector<int64_t> first_unit(as.size() + 1, 0);
+  int64_t bytes = 0;
+  for (size_t i = 0; i < as.size(); i++) {
+    first_unit[i + 1] = first_unit[i] + (as[i].N + kGemvRowGrain - 1) / kGemvRowGrain;
+    bytes += as[i].N * as[i].K * int64_t(dtype_size(as[i].w_type)) * std::max<int64_t>(1, as[i].T / 4);
+  }
+  const int64_t units = first_unit.back();
+  const int parts = useful_threads(pool, bytes, path.split_always ? 1 : kGemvMinBytesPerThread, units);
+  const GemvJob job{as, first_unit.data(), gemv_for(path.level), parts, (units + parts - 1) / parts};
   if (parts == 1) {
-    run_units(0, units);
+    job.run_units(0, units);
     return;
   }
-  pool.run([&](int t, int) {
-    if (t < parts) run_units(std::min(units, t * per), std::min(units, (t + 1) * per));
+  pool.run([&job](int t, int) {
+    if (t < job.parts) job.run_units(t * job.units_per_part, (t + 1) * job.units_per_part);
   });
+}
+
+void run_gemv(const MatmulArgs& a, const MatmulPath& path, ThreadPool& pool) {
+  run_gemv_many(std::span(&a, 1), path, pool);
 }
 
 struct GemmJob {
