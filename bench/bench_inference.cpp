@@ -14,6 +14,7 @@
 // --random-config builds random weights directly in the backend's memory (models/random_weights.h:
 // the values `tiller random-init` would write), so an 8B shape needs no file. --device is the
 // label written to the JSON lines (default: the backend's name).
+#include <algorithm>
 #include <cstdio>
 #include <ctime>
 #include <fstream>
@@ -124,13 +125,15 @@ struct Recorder {
   Bandwidth bw;
   double peak_gemm_tflops = 0;  // GPU: cuBLAS BF16 GEMM measured in this run
 
+  // median_tok_s (decode): from the median step, a figure that a noisy neighbour moves less.
   void record(int64_t batch, const char* phase, double tok_s, double bytes_per_token, double bw_fraction,
-              double gflops) const {
+              double gflops, double median_tok_s = 0) const {
     std::printf("%-8s batch %3lld  %10.1f tok/s  %9.2f MB/token  %5.1f%% of %.1f GB/s", phase, (long long)batch, tok_s,
                 bytes_per_token / 1e6, 100 * bw_fraction, bw.copy_gbs);
     // A decode step mostly reads: where reads stream faster than a copy, also show that share.
     if (gflops == 0 && bw.read_gbs != bw.copy_gbs)
       std::printf(" (%.1f%% of read-only)", 100 * bw_fraction * bw.copy_gbs / bw.read_gbs);
+    if (median_tok_s > 0) std::printf("  median step %.1f tok/s", median_tok_s);
     if (gflops > 0) std::printf("  %7.1f GFLOP/s", gflops);
     if (gflops > 0 && peak_gemm_tflops > 0)
       std::printf(" (%.1f%% of cuBLAS BF16 %.0f TFLOP/s)", 100 * gflops / 1e3 / peak_gemm_tflops, peak_gemm_tflops);
@@ -145,6 +148,7 @@ struct Recorder {
               {"bytes_per_token", bytes_per_token}, {"measured_bw_gbs", bw.copy_gbs},
               {"measured_read_bw_gbs", bw.read_gbs}, {"bw_fraction", bw_fraction}};
     if (gflops > 0) j["gflops"] = gflops;
+    if (median_tok_s > 0) j["tok_s_median_step"] = median_tok_s;
     if (gflops > 0 && peak_gemm_tflops > 0) {
       j["tflops"] = gflops / 1e3;
       j["peak_gemm_tflops"] = peak_gemm_tflops;
@@ -246,14 +250,22 @@ int main(int argc, char** argv) try {
     };
     constexpr int64_t kWarmup = 3;  // CUDA: eager, graph capture, first replay
     for (int64_t i = 0; i < kWarmup; i++) step();
+    std::vector<double> step_seconds;  // each step ends with ids on the host, so it is synchronous
     const auto t0 = Clock::now();
-    for (int64_t i = 1; i <= o.steps; i++) step();
+    for (int64_t i = 1; i <= o.steps; i++) {
+      const auto s0 = Clock::now();
+      step();
+      step_seconds.push_back(seconds_since(s0));
+    }
     backend.sample(logits, greedy, next);
     const double t = seconds_since(t0);
+    std::nth_element(step_seconds.begin(), step_seconds.begin() + long(step_seconds.size() / 2), step_seconds.end());
+    const double median_step = step_seconds.empty() ? 0 : step_seconds[step_seconds.size() / 2];
     const double mean_context = double(o.decode_context) + kWarmup + double(o.steps + 1) / 2;
     const double step_bytes = wbytes + kv_token_bytes * mean_context * double(batch);
     rec.record(batch, "decode", double(batch * o.steps) / t, step_bytes / double(batch),
-               step_bytes * double(o.steps) / t / 1e9 / rec.bw.copy_gbs, 0);
+               step_bytes * double(o.steps) / t / 1e9 / rec.bw.copy_gbs, 0,
+               median_step > 0 ? double(batch) / median_step : 0);
   }
   return 0;
 } catch (const std::exception& e) {
