@@ -250,7 +250,7 @@ int main(int argc, char** argv) try {
     };
     constexpr int64_t kWarmup = 3;  // CUDA: eager, graph capture, first replay
     for (int64_t i = 0; i < kWarmup; i++) step();
-    std::vector<double> step_seconds;  // each step ends with ids on the host, so it is synchronous
+    std::vector<double> step_seconds;  // each step first waits for the previous one's ids on the host
     const auto t0 = Clock::now();
     for (int64_t i = 1; i <= o.steps; i++) {
       const auto s0 = Clock::now();
