@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "bench/roofline.h"
-#include "bench/usage.h"
+#include "bench/flags.h"
 #include "engine/error.h"
 #include "engine/json_file.h"
 #include "engine/sampler.h"
@@ -45,12 +45,7 @@ struct Options {
 
 Options parse(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; i++) {
-    const std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) fail(a, " needs a value");
-      return argv[++i];
-    };
+  for_each_flag(argc, argv, kUsage, [&](const std::string& a, auto& next) {
     if (a == "--model") o.model = next();
     else if (a == "--device") o.device = next();
     else if (a == "--threads") o.threads = std::stoi(next());
@@ -62,9 +57,9 @@ Options parse(int argc, char** argv) {
     else if (a == "--shape") o.shape = next();
     else if (a == "--out") o.out = next();
     else if (a == "--commit") o.commit = next();
-    else if (a == "--help" || a == "-h") usage_exit(kUsage);
-    else usage_exit(kUsage, "unknown flag " + a);
-  }
+    else return false;
+    return true;
+  });
   if (o.model.empty()) fail("--model DIR is required (e.g. tiller random-init --config bench/configs/smollm2-135m.json)");
   if (o.prompt < 2 || o.trials < 1 || o.naive_trials < 0 || o.mean_prompts < 1) fail("bad sizes");
   if (o.shape.empty()) o.shape = std::filesystem::path(o.model).filename().string();

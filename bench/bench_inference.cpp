@@ -23,7 +23,7 @@
 
 #include "bench/gpu_roofline.h"
 #include "bench/roofline.h"
-#include "bench/usage.h"
+#include "bench/flags.h"
 #include "engine/error.h"
 #include "engine/json_file.h"
 #include "engine/sampler.h"
@@ -53,12 +53,7 @@ struct Options {
 
 Options parse(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; i++) {
-    const std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) fail(a, " needs a value");
-      return argv[++i];
-    };
+  for_each_flag(argc, argv, kUsage, [&](const std::string& a, auto& next) {
     if (a == "--model") o.model = next();
     else if (a == "--random-config") o.random_config = next();
     else if (a == "--dtype") o.dtype = next();
@@ -80,9 +75,9 @@ Options parse(int argc, char** argv) {
         o.batches.push_back(std::stoll(s.substr(b, e - b)));
         b = e + 1;
       }
-    } else if (a == "--help" || a == "-h") usage_exit(kUsage);
-    else usage_exit(kUsage, "unknown flag " + a);
-  }
+    } else return false;
+    return true;
+  });
   if (o.model.empty() == o.random_config.empty()) fail("give one of --model DIR or --random-config config.json");
   if (o.shape.empty())
     o.shape = o.model.empty() ? std::filesystem::path(o.random_config).stem().string()

@@ -24,7 +24,7 @@
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/matmul_impl.h"
 #include "bench/roofline.h"
-#include "bench/usage.h"
+#include "bench/flags.h"
 
 namespace {
 
@@ -40,7 +40,7 @@ using bench::Bandwidth;
 using bench::Clock;
 using bench::measure_bandwidth;
 using bench::seconds_since;
-using bench::usage_exit;
+using bench::for_each_flag;
 
 struct Shape {
   const char* name;
@@ -78,12 +78,7 @@ std::vector<std::string> split(const std::string& s) {
 
 Options parse(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; i++) {
-    const std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) fail(a, " needs a value");
-      return argv[++i];
-    };
+  for_each_flag(argc, argv, kUsage, [&](const std::string& a, auto& next) {
     if (a == "--threads") {
       o.threads = std::atoi(next().c_str());
     } else if (a == "--isa") {
@@ -116,12 +111,11 @@ Options parse(int argc, char** argv) {
       o.sweep = true;
     } else if (a == "--min-ms") {
       o.min_ms = std::atof(next().c_str());
-    } else if (a == "--help" || a == "-h") {
-      usage_exit(kUsage);
     } else {
-      usage_exit(kUsage, "unknown flag " + a);
+      return false;
     }
-  }
+    return true;
+  });
   if (o.shapes.empty()) o.shapes.assign(std::begin(kShapes), std::end(kShapes));
   return o;
 }

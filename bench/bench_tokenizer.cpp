@@ -15,7 +15,7 @@
 
 #include <unistd.h>
 
-#include "bench/usage.h"
+#include "bench/flags.h"
 #include "engine/error.h"
 #include "engine/json_file.h"
 #include "engine/tokenizer/tokenizer.h"
