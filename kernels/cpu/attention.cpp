@@ -30,8 +30,7 @@ struct Item {
 };
 
 struct Scratch {
-  std::vector<float> kw;    // [kKeyTile, d] the tile's keys
-  std::vector<float> kt;    // [d, kKeyTile] the same, transposed
+  std::vector<float> kt;    // [d, kKeyTile] the tile's keys, transposed
   std::vector<float> vt;    // [kKeyTile, d] the tile's values
   std::vector<float> sc;    // [nq, kKeyTile] the tile's raw scores
   std::vector<float> m, l;  // [nq] running max and sum of each query's softmax
@@ -113,14 +112,12 @@ __attribute__((always_inline)) inline void attend_item(const Item& it, const flo
   const int64_t pos0 = b.positions[size_t(it.row0)];
   const int64_t key_begin = first_key(pos0), key_end = pos0 + it.rows;  // keys any row needs
 
-  s.kw.resize(size_t(kKeyTile * d));
   s.kt.resize(size_t(d * kKeyTile));
   s.vt.resize(size_t(kKeyTile * d));
   s.sc.resize(size_t(nq * kKeyTile));
   s.m.assign(size_t(nq), -std::numeric_limits<float>::infinity());
   s.l.assign(size_t(nq), 0.0f);
   s.o.assign(size_t(nq * d), 0.0f);
-  float* kw = s.kw.data();
   float* kt = s.kt.data();
   float* vt = s.vt.data();
 
@@ -129,22 +126,19 @@ __attribute__((always_inline)) inline void attend_item(const Item& it, const flo
   const int64_t first_tile = key_begin / kKeyTile * kKeyTile;
   for (int64_t t0 = first_tile; t0 < key_end; t0 += kKeyTile) {
     const int64_t n = std::min(kKeyTile, key_end - t0);
+    // Keys are widened straight into the transposed tile: a query's scores are then one vector
+    // loop over the tile's keys. Every query takes this same path, so a row's result never
+    // depends on which rows share its batch.
     for (int64_t j = 0; j < kKeyTile; j++) {
-      float* kj = kw + j * d;
       if (j < n && t0 + j >= key_begin) {
         const KvT* k = row_of(K, t0 + j);
         const KvT* v = row_of(V, t0 + j);
-        for (int64_t i = 0; i < d; i++) kj[i] = load(k, i);
+        for (int64_t i = 0; i < d; i++) kt[i * kKeyTile + j] = load(k, i);
         for (int64_t i = 0; i < d; i++) vt[j * d + i] = load(v, i);
       } else {
-        std::fill(kj, kj + d, 0.0f);  // scored but masked below
+        for (int64_t i = 0; i < d; i++) kt[i * kKeyTile + j] = 0.0f;  // scored but masked below
         std::fill(vt + j * d, vt + (j + 1) * d, 0.0f);
       }
-    }
-    // Transposed, a query's scores are one vector loop over the tile's keys. Every query takes
-    // this same path, so a row's result never depends on which rows share its batch.
-    for (int64_t j = 0; j < kKeyTile; j++) {
-      for (int64_t i = 0; i < d; i++) kt[i * kKeyTile + j] = kw[j * d + i];
     }
     // Every query's scores first, four queries at a time.
     auto q_of = [&](int64_t qi) { return q + ((it.row0 + qi / G) * H + it.kv_head * G + qi % G) * d; };
