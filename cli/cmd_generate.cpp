@@ -42,10 +42,17 @@ int run_generate(const Args& args) {
   if (s.tokenizer) stream = std::make_unique<StreamDecoder>(*s.tokenizer, true, echo);
   else if (!as_json) std::fprintf(stderr, "tiller: %s has no tokenizer; printing token ids\n", dir.c_str());
 
-  bool echoed = false;  // the prompt is shown with the first token, once generation has started
+  // The prompt is shown with the first token, once generation has started (or at the end when
+  // no token came), so a refused prompt is never echoed.
+  bool echoed = false;
+  auto show_prompt = [&] {
+    if (!echo || echoed) return;
+    std::fputs(args.str("--prompt").c_str(), stdout);
+    echoed = true;
+  };
   const GenerateResult r = generate(*s.model, prompt, opt, [&](int32_t id) {
     if (as_json) return true;
-    if (echo && !echoed) std::fputs(args.str("--prompt").c_str(), stdout), echoed = true;
+    show_prompt();
     if (stream) std::fputs(stream->push(id).c_str(), stdout);
     else std::printf("%d ", id);
     std::fflush(stdout);
@@ -70,7 +77,7 @@ int run_generate(const Args& args) {
     }
     std::printf("%s\n", out.dump(-1, ' ', false, json::error_handler_t::replace).c_str());
   } else {
-    if (echo && !echoed) std::fputs(args.str("--prompt").c_str(), stdout);  // no token was generated
+    show_prompt();
     if (stream) std::fputs(stream->finish().c_str(), stdout);
     std::printf("\n");
     std::fflush(stdout);  // the text before the statistics on stderr

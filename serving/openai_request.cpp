@@ -75,7 +75,7 @@ std::vector<std::pair<int32_t, float>> logit_bias(const ojson& body, const Serve
     const std::string& key = it.key();
     int64_t id = -1;
     const auto [end, ec] = std::from_chars(key.data(), key.data() + key.size(), id);
-    if (ec != std::errc() || end != key.data() + key.size() || key.empty() || id < 0 || id >= m.vocab_size()) {
+    if (ec != std::errc() || end != key.data() + key.size() || id < 0 || id >= m.vocab_size()) {
       throw ApiError(400, "'logit_bias' keys must be token ids in [0, " + std::to_string(m.vocab_size()) +
                               "), found \"" + key + "\"", "logit_bias");
     }
