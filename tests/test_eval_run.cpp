@@ -252,3 +252,29 @@ TEST_CASE("eval: bad input is refused before any generation") {
   }
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("eval: a guard judge runs in the same process beside the refusal judge") {
+  TILLER_SKIP_WITHOUT_TOKENIZERS();
+  TILLER_SKIP_UNLESS(have_data(), "stories260K or MultiJail not found");
+  const auto guard = test::random_guard_dir();
+  TILLER_SKIP_UNLESS(!guard.empty(), "Llama 3 tokenizer not found");
+  const auto out = test::scratch_path("eval-guard");
+  std::filesystem::remove_all(out);
+  // A threshold near 0 makes every verdict unsafe, so the category line is generated too.
+  const auto r = test::run_tiller_cli(base_args(out, 1) + " --languages en,sw --judge lg=guard:" + guard.string() +
+                                      " --guard-threshold 1e-12 --judge-categories");
+  REQUIRE_MESSAGE(r.status == 0, r.out);
+  CHECK(r.out.find("violation rate, judge lg: Llama Guard 3 format") != std::string::npos);
+  for (const auto& l : eval::read_jsonl_lines(out / "items.jsonl", false)) {
+    const json v = json::parse(l)["judges"]["lg"];
+    REQUIRE(v["score"].is_number());
+    CHECK(v["score"].get<double>() > 0);
+    CHECK(v["score"].get<double>() < 1);
+    CHECK(v["violation"] == true);
+    CHECK(v.contains("detail"));  // the generated category line (random weights: "unparsed: ...")
+  }
+  const json s = read_json_file(out / "summary.json");
+  CHECK(s["judges"]["lg"]["settings"]["fingerprint"].get<std::string>().starts_with("tiller-fp1:"));
+  CHECK(s["agreement"].size() == 3);  // all languages, en, sw
+  std::filesystem::remove_all(out);
+}
