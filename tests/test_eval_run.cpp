@@ -210,6 +210,7 @@ TEST_CASE("eval: a rerun with other settings is refused; a finished run reruns a
 }
 
 TEST_CASE("eval: bad input is refused before any generation") {
+  TILLER_SKIP_WITHOUT_TOKENIZERS();
   TILLER_SKIP_UNLESS(std::filesystem::exists(test::stories_dir()), "stories260K not found");
   const auto dir = test::scratch_path("eval-bad");
   std::filesystem::create_directories(dir);
