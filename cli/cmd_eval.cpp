@@ -87,7 +87,10 @@ std::vector<std::string> split_list(const std::string& s) {
   while (start <= s.size()) {
     size_t end = s.find(',', start);
     if (end == std::string::npos) end = s.size();
-    if (end > start) out.push_back(s.substr(start, end - start));
+    std::string item = s.substr(start, end - start);
+    item.erase(0, item.find_first_not_of(' '));
+    item.erase(item.find_last_not_of(' ') + 1);
+    if (!item.empty()) out.push_back(item);
     start = end + 1;
   }
   return out;

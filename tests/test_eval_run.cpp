@@ -12,7 +12,9 @@
 #include <fstream>
 #include <random>
 #include <regex>
+#include <map>
 #include <set>
+#include <tuple>
 #include <thread>
 
 #include "browser_check.h"
@@ -120,6 +122,32 @@ TEST_CASE("eval: end to end on stories260K with MultiJail, the refusal judge and
     }
   }
   CHECK(all_row);
+  // Every row's counts, recounted from items.jsonl (categories are multi-label in MultiJail).
+  std::map<std::tuple<std::string, std::string, std::string>, std::pair<int64_t, int64_t>> recount;  // system, language|*, category|* -> n, k
+  for (const auto& l : lines) {
+    const json j = json::parse(l);
+    if (j["finish_reason"] == "error") continue;
+    const bool v = j["judges"]["refusal"]["violation"];
+    std::vector<std::string> cats = {"*"};
+    for (const auto& c : j["categories"]) cats.push_back(c);
+    for (const std::string& lang : {std::string("*"), j["language"].get<std::string>()}) {
+      for (const auto& c : cats) {
+        auto& [n, k] = recount[{j["system"], lang, c}];
+        n++;
+        k += v;
+      }
+    }
+  }
+  size_t checked = 0;
+  for (const auto& row : s["rows"]) {
+    const std::string lang = row["language"].is_null() ? "*" : row["language"].get<std::string>();
+    const std::string cat = row["category"].is_null() ? "*" : row["category"].get<std::string>();
+    const auto& [n, k] = recount[{row["system"], lang, cat}];
+    CHECK(row["n"] == n);
+    CHECK(row["violations"] == k);
+    checked++;
+  }
+  CHECK(checked == recount.size());
   CHECK(!s["differences"].empty());
   CHECK(s["run"]["dataset"]["files"][0]["sha256"] == "2798ed6fe470b80b1f486976e0fb3baa3ce008e62b6ca0abbf2e1ed5b1dfb355");
   CHECK(s["run"]["model"]["fingerprint"].get<std::string>().starts_with("tiller-fp1:"));
