@@ -71,7 +71,7 @@ def main():
     ap.add_argument("--per-language", type=int, default=10)
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--threads", type=int, default=1, help="threads per engine (1: a shared machine's spinning pools do not fight)")
     ap.add_argument("--max-batch", type=int, default=32)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--hf-python", default=str(ROOT / ".venv-fixtures" / "bin" / "python"),

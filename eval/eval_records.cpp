@@ -42,7 +42,7 @@ ojson ItemRecord::to_json() const {
   j["completion_tokens"] = completion_tokens;
   if (!error.empty()) j["error"] = error;
   ojson js = ojson::object();
-  for (const auto& [name, v] : judges) js[name] = ojson::parse(v.to_json().dump());
+  for (const auto& [name, v] : judges) js[name] = v.to_json();
   j["judges"] = js;
   if (!fields.empty()) j["fields"] = fields;
   return j;

@@ -1,7 +1,9 @@
 // Builds the report from summary.json's rows, so the page and the numbers never disagree.
 #include "eval/eval_report.h"
 
+#include <algorithm>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "eval/report_html.h"

@@ -248,12 +248,35 @@ EvalOutcome run_eval(const serving::ServedModel& model, serving::Scheduler& sche
   std::vector<std::thread> workers;
   for (size_t j = 0; j < n_judges; j++) workers.emplace_back(judge_worker, std::ref(*run.judges[j]), j, std::ref(inbox));
   inbox.judge_work.notify_all();
+  size_t next_request = 0, in_flight = 0;
+  // Whatever way this frame ends, nothing that points into it may outlive it: cancel what the
+  // scheduler still runs for us and stop the judges (a no-op after a normal end).
+  struct Unwind {
+    serving::Scheduler& scheduler;
+    std::vector<Request>& requests;
+    const size_t& submitted;
+    Inbox& inbox;
+    std::vector<std::thread>& workers;
+    ~Unwind() {
+      for (size_t i = 0; i < submitted; i++) {
+        if (requests[i].scheduler_id != 0) scheduler.cancel(requests[i].scheduler_id);
+      }
+      scheduler.wait_idle(std::chrono::seconds(60));
+      {
+        std::lock_guard lock(inbox.mutex);
+        inbox.abandon = true;
+        inbox.judge_work.notify_all();
+      }
+      for (auto& w : workers) {
+        if (w.joinable()) w.join();
+      }
+    }
+  } unwind{scheduler, requests, next_request, inbox, workers};
 
   // Prompt tokens are the same for every system: tokenize each item once, when first needed.
   std::unordered_map<size_t, std::vector<int32_t>> prompt_cache;
   const int64_t ctx = scheduler.options().ctx;
   const size_t window_limit = size_t(scheduler.options().max_queue + scheduler.options().max_batch);
-  size_t next_request = 0, in_flight = 0;
   int64_t clamped = 0;
   std::vector<std::string> request_errors;
 
@@ -286,12 +309,21 @@ EvalOutcome run_eval(const serving::ServedModel& model, serving::Scheduler& sche
     while (next_request < requests.size() && in_flight < window_limit) {
       Request& q = requests[next_request];
       const EvalItem& item = data.items[q.item];
-      auto pc = prompt_cache.find(q.item);
-      if (pc == prompt_cache.end()) pc = prompt_cache.emplace(q.item, run.prompts->tokens(item)).first;
-      q.prompt = pc->second;
       q.tokens.assign(size_t(samples), {});
       q.finish.assign(size_t(samples), serving::FinishReason::Stop);
       q.errors.assign(size_t(samples), "");
+      auto pc = prompt_cache.find(q.item);
+      if (pc == prompt_cache.end()) {
+        try {
+          pc = prompt_cache.emplace(q.item, run.prompts->tokens(item)).first;
+        } catch (const Error& e) {  // e.g. a message the chat template cannot hold safely: that item's error
+          for (auto& err : q.errors) err = e.what();
+          std::lock_guard lock(inbox.mutex);
+          inbox.finished_requests.push_back(next_request++);
+          continue;
+        }
+      }
+      q.prompt = pc->second;
       const int64_t room = ctx - int64_t(q.prompt.size());
       if (room < 1) {
         for (auto& e : q.errors)

@@ -3,6 +3,7 @@
 // a bound, are retried with exponential backoff on connection errors, 429 and 5xx (honouring
 // Retry-After), and every answer is cached on disk under a hash of the request, so a rerun never
 // pays for the same judgement twice.
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>

@@ -157,7 +157,7 @@ TEST_CASE("eval: end to end on stories260K with MultiJail, the refusal judge and
   const std::string report = slurp(out / "report.html");
   CHECK(report.find("http://") == std::string::npos);  // self-contained
   CHECK(report.find("<script") == std::string::npos);
-  const auto shot = std::filesystem::absolute("test-artifacts/eval_report.png");
+  const auto shot = test::artifacts_dir() / "eval_report.png";
   const auto b = test::render_in_chromium(out / "report.html", shot);
   if (b.available) {
     test::check_charts_drawn(b, 3);
