@@ -56,15 +56,8 @@ Options parse(int argc, char** argv) {
     else if (a == "--rounds") o.rounds = std::stoll(next());
     else if (a == "--out") o.out = next();
     else if (a == "--commit") o.commit = next();
-    else if (a == "--batch") {
-      o.batches.clear();
-      const std::string s = next();
-      for (size_t b = 0; b < s.size();) {
-        const size_t e = std::min(s.find(',', b), s.size());
-        o.batches.push_back(std::stoll(s.substr(b, e - b)));
-        b = e + 1;
-      }
-    } else return false;
+    else if (a == "--batch") o.batches = int_list(next());
+    else return false;
     return true;
   });
   if (o.config.empty()) usage_exit(kUsage, "--random-config is required");
