@@ -79,6 +79,23 @@ TEST_CASE("scheduler: requests of base and three profiles batched together each 
   }
   CHECK(distinct.size() >= 9);
   CHECK(together.stats().mixed_steps > 0);
+
+  // n > 1 forks the steered prompt: every greedy choice is the steered answer.
+  std::map<int, std::vector<int32_t>> choices;
+  GenerationRequest g;
+  g.prompt = prompt(1);
+  g.adapter = 2;
+  g.n = 3;
+  g.max_tokens = 12;
+  g.on_token = [&](int c, const TokenOutput& t) {
+    choices[c].push_back(t.id);
+    return true;
+  };
+  together.submit(std::move(g));
+  while (together.step()) {
+  }
+  REQUIRE(choices.size() == 3);
+  for (const auto& [c, tokens] : choices) CHECK(tokens == alone[6]);  // reqs[6] is prompt(1) under adapter 2
 }
 
 TEST_CASE("scheduler: the prefix cache never hands one profile's keys to another") {
