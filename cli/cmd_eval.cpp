@@ -32,6 +32,22 @@ std::string dataset_kinds_help() {
   return s;
 }
 
+// The shared flags as eval reads them: a fixed default seed (a rerun must draw the same answers),
+// profiles only by name, no served-model name.
+std::vector<Flag> eval_model_flags() {
+  std::vector<Flag> flags;
+  for (Flag f : model_flags() + scheduler_flags() + sampling_flags()) {
+    if (f.name == "--served-model-name") continue;
+    if (f.name == "--seed") f.default_text = "0";
+    if (f.name == "--profile") {
+      f.value_name = "NAME=FILE";
+      f.help = "a steering profile evaluated beside the base model, as rows of the same batches; repeatable";
+    }
+    flags.push_back(f);
+  }
+  return flags;
+}
+
 const Command& eval_command() {
   static const Command c{
       "eval",
@@ -39,7 +55,7 @@ const Command& eval_command() {
       "tiller eval --model DIR [--profile NAME=FILE ...] --dataset KIND:PATH [--languages bn,sw] [--limit N] "
       "--judge SPEC [--judge SPEC ...] [--prompt-format chat|soteria|raw] [--system TEXT] [sampling options] "
       "[--max-tokens N] [--samples K] --out DIR",
-      model_flags() + scheduler_flags() + sampling_flags() +
+      eval_model_flags() +
           std::vector<Flag>{
               {"--dataset", "-d", "KIND:PATH", "the safety set (kinds below)", ""},
               {"--languages", "-l", "LIST", "comma-separated languages to evaluate", "every language of the set"},

@@ -6,6 +6,9 @@
 #include <map>
 
 #include "serving/scheduler.h"
+#include "serving/language_detect.h"
+#include "serving/profile_routing.h"
+#include "steering/profile_delta.h"
 #include "steering_fixtures.h"
 #include "test_util.h"
 #if TILLER_HAVE_SERVER
