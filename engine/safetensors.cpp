@@ -71,14 +71,16 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::filesystem::pa
   json header;
   try {
     header = json::parse(file->base_ + 8, file->base_ + 8 + header_len);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     fail(where, ": the safetensors header is not valid JSON (", e.what(), "). The file is damaged; re-download it.");
   }
   if (!header.is_object()) fail(where, ": the safetensors header must be a JSON object, found ", header.type_name());
 
   const size_t data_start = 8 + header_len;
   const size_t data_size = size - data_start;
-  for (const auto& [name, entry] : header.items()) {
+  for (const auto& item : header.items()) {  // not a structured binding: the lambda below names these (clang 14)
+    const std::string& name = item.key();
+    const json& entry = item.value();
     if (name == "__metadata__") {
       if (entry.is_object()) {
         for (const auto& [k, v] : entry.items()) {

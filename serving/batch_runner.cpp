@@ -41,7 +41,7 @@ std::unordered_set<std::string> finished_ids(const std::filesystem::path& output
     try {
       const ojson j = ojson::parse(content.substr(start, end - start));
       if (j.is_object() && j.contains("id") && !j.contains("error")) done.insert(j["id"].dump());
-    } catch (const ojson::parse_error&) {  // not ours to judge: it is simply not done
+    } catch (const ojson::exception&) {  // not ours to judge: it is simply not done
     }
     start = end + 1;
   }
