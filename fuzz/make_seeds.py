@@ -220,6 +220,23 @@ def request_seeds():
     write_seed("openai_request", b'{"prompt": "\xff\xfe"}', "not-utf8")
 
 
+def framing_seeds():
+    heads = [
+        "GET /health HTTP/1.1\r\nHost: x\r\n\r\n",
+        "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 13\r\n\r\n{\"prompt\":\"a\"}",
+        "POST /v1/completions HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+        "POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\nabc",
+        "POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 99999999999\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\n\r\n",
+        "GET / HTTP/1.1\r\nX: " + "y" * 5000 + "\r\n\r\n",
+        "\r\n\r\n",
+        "GET / HTTP/1.0\nHost: lf-only\n\n",
+    ]
+    for i, h in enumerate(heads):
+        write_seed("request_framing", h, f"request-{i}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
@@ -234,6 +251,7 @@ def main():
     safetensors_seeds()
     jinja_seeds(args.shared)
     request_seeds()
+    framing_seeds()
     for folder in sorted((FUZZ / "corpus").glob("*")):
         files = list(folder.iterdir())
         print(f"{folder.name:18s} {len(files):4d} files {sum(f.stat().st_size for f in files) / 1024:8.1f} KiB")

@@ -44,11 +44,13 @@ for t in "${targets[@]}"; do
   seeds=(fuzz/corpus/"$t")
   [ -d fuzz/regressions/"$t" ] && seeds+=(fuzz/regressions/"$t")
   before=$(ls "$findings" | wc -l)
+  parallel=()
+  [ "$jobs" -gt 1 ] && parallel=(-jobs="$jobs" -workers="$jobs")
   # -timeout: an input running this long is a hang; -rss_limit_mb: one using this much leaks or blows up.
   ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1 \
     build-fuzz/fuzz-"$t" "$work" "${seeds[@]}" -max_total_time="$seconds" -timeout=20 -rss_limit_mb=3072 \
-    -max_len=262144 -jobs="$jobs" -workers="$jobs" -artifact_prefix="$findings"/ -print_final_stats=1 >"$log" 2>&1 || true
-  [ "$jobs" -gt 1 ] && cat fuzz-*.log >>"$log" 2>/dev/null && rm -f fuzz-*.log
+    -max_len=262144 "${parallel[@]}" -artifact_prefix="$findings"/ -print_final_stats=1 >"$log" 2>&1 || true
+  if [ "$jobs" -gt 1 ]; then cat fuzz-*.log >>"$log" 2>/dev/null || true; rm -f fuzz-*.log; fi
   stats=$(grep -E "^#[0-9]+.*(DONE|pulse|NEW|REDUCE|INITED)" "$log" | tail -1)
   execs=$(grep -E "stat::number_of_executed_units" "$log" | awk '{s+=$2} END {print s+0}')
   rate=$(grep -E "stat::average_exec_per_sec" "$log" | awk '{s+=$2} END {print s+0}')
