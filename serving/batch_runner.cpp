@@ -113,6 +113,15 @@ BatchSummary run_batch_file(const ServedModel& model, Scheduler& scheduler, cons
   std::unordered_set<std::string> seen;
   int64_t line_no = 0;
   bool eof = false;
+  // The scheduler's callbacks point into this frame: should an error leave it (a write that
+  // fails, weights that changed on disk), they are stopped before anything here is destroyed.
+  struct StopOnError {
+    Scheduler& scheduler;
+    int pending = std::uncaught_exceptions();
+    ~StopOnError() {
+      if (std::uncaught_exceptions() > pending) scheduler.shutdown(std::chrono::milliseconds(0));
+    }
+  } stop_on_error{scheduler};
 
   while (true) {
     uint64_t seen_events;
@@ -168,6 +177,8 @@ BatchSummary run_batch_file(const ServedModel& model, Scheduler& scheduler, cons
     }
     while (!window.empty() && window.front().sink->finished()) {
       const ojson result = result_line(window.front());
+      // No line is written from weights that changed on disk while it was generated.
+      model.model->check_files_unchanged("running the batch");
       out.append(result.dump(-1, ' ', false, ojson::error_handler_t::replace));  // a kill loses nothing written
       if (result.contains("error")) {
         sum.failed++;

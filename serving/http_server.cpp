@@ -111,8 +111,29 @@ struct HttpServer::Impl {
     requests.add("endpoint=\"" + path + "\",status=\"" + std::to_string(res.status) + "\"");
   }
 
+  // Empty while the weight files on disk are still the ones mapped (checked at most once a
+  // second); else why they cannot be trusted, and the server answers 503.
+  std::mutex weights_mutex;
+  std::chrono::steady_clock::time_point weights_checked{};
+  std::string weights_problem;
+  std::string weights_changed() {
+    std::lock_guard lock(weights_mutex);
+    const auto now = std::chrono::steady_clock::now();
+    if (weights_problem.empty() && now - weights_checked > std::chrono::seconds(1)) {
+      weights_checked = now;
+      try {
+        model.model->check_files_unchanged("serving");
+      } catch (const Error& e) {
+        weights_problem = e.what();
+        std::fprintf(stderr, "tiller serve: %s\n", e.what());
+      }
+    }
+    return weights_problem;
+  }
+
   void generate(const httplib::Request& req, httplib::Response& res, Endpoint endpoint) {
     if (draining) throw ApiError(503, "the server is shutting down", "", "service_unavailable");
+    if (const std::string why = weights_changed(); !why.empty()) throw ApiError(503, why, "", "service_unavailable");
     const ojson body = parse_body(req.body);
     ApiRequest request = endpoint == Endpoint::Chat ? parse_chat_request(body, model) : parse_completion_request(body, model);
     auto sink = std::make_shared<CompletionSink>(model, std::move(request));
@@ -275,7 +296,9 @@ struct HttpServer::Impl {
       else send_error(res, 404, "The model '" + std::string(req.matches[1]) + "' does not exist", "invalid_request_error", "model", "model_not_found");
     });
     http.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
-      send_json(res, draining ? 503 : 200, {{"status", draining ? "shutting down" : "ok"}});
+      const std::string weights = weights_changed();
+      if (!weights.empty()) send_json(res, 503, {{"status", "weights changed on disk"}, {"detail", weights}});
+      else send_json(res, draining ? 503 : 200, {{"status", draining ? "shutting down" : "ok"}});
     });
     http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
       res.set_content(metrics(), "text/plain; version=0.0.4");
