@@ -8,8 +8,10 @@
 #include <cerrno>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "engine/error.h"
+#include "engine/json_file.h"
 
 namespace tiller {
 
@@ -63,6 +65,7 @@ void JsonlAppender::append(std::string_view line) {
   text.reserve(line.size() + 1);
   text.append(line);
   text.push_back('\n');
+  std::lock_guard lock(mutex_);
   size_t done = 0;
   while (done < text.size()) {  // one write; only a short write (signal, disk full) loops
     const ssize_t n = ::write(fd_, text.data() + done, text.size() - done);
@@ -80,7 +83,29 @@ void JsonlAppender::append(std::string_view line) {
 }
 
 void JsonlAppender::sync() {
+  std::lock_guard lock(mutex_);
   if (::fdatasync(fd_) != 0) fail(path_.string(), ": fdatasync failed (", std::strerror(errno), ")");
+}
+
+std::vector<std::string> read_jsonl_lines(const std::filesystem::path& path) {
+  std::vector<std::string> lines;
+  if (!std::filesystem::exists(path)) return lines;
+  const std::string text = read_text_file(path);
+  for (size_t start = 0, end; (end = text.find('\n', start)) != std::string::npos; start = end + 1)
+    if (end > start) lines.push_back(text.substr(start, end - start));
+  return lines;
+}
+
+void write_jsonl_atomically(const std::filesystem::path& path, const std::vector<std::string>& lines) {
+  const std::filesystem::path tmp = path.string() + ".tmp";
+  std::filesystem::remove(tmp);
+  {
+    JsonlAppender out(tmp);
+    for (const std::string& line : lines) out.append(line);
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) fail(path.string(), ": cannot replace it with ", tmp.string(), " (", ec.message(), ")");
 }
 
 }  // namespace tiller

@@ -1,6 +1,7 @@
-// Nothing lost: tiller batch killed with SIGKILL at several moments (before any result, after the
-// first, midway, near the end, at random instants) and rerun each time ends with exactly one whole
-// line per input, each equal to an uninterrupted run's; and the JSONL appender it writes with.
+// Nothing lost: tiller batch and tiller eval killed with SIGKILL at several moments (before any
+// result, after the first, midway, near the end, at random instants) and rerun each time end with
+// exactly one whole line per item, equal to an uninterrupted run's; and the JSONL appender they
+// write with.
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -35,9 +36,9 @@ int64_t complete_lines(const fs::path& p) {
   return std::count(s.begin(), s.end(), '\n');
 }
 
-// Starts `tiller batch` on its own; returns its pid.
-pid_t start_batch(const std::vector<std::string>& args) {
-  std::vector<std::string> argv = {TILLER_BINARY, "batch", "--threads", "1", "--quiet"};
+// Starts `tiller ARGS...` on its own (stderr to /dev/null); returns its pid.
+pid_t start_tiller(const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {TILLER_BINARY};
   argv.insert(argv.end(), args.begin(), args.end());
   std::vector<char*> c;
   for (auto& a : argv) c.push_back(a.data());
@@ -49,6 +50,12 @@ pid_t start_batch(const std::vector<std::string>& args) {
   REQUIRE(posix_spawn(&pid, c[0], &fa, nullptr, c.data(), environ) == 0);
   posix_spawn_file_actions_destroy(&fa);
   return pid;
+}
+
+pid_t start_batch(const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {"batch", "--threads", "1", "--quiet"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return start_tiller(argv);
 }
 
 // Waits for the process; true when it ran to completion with status 0.
@@ -178,5 +185,54 @@ TEST_CASE("jsonl appender: whole lines only; a torn tail is cut at open; complet
     a.append(std::string(1 << 20, 'x'));
   }
   CHECK(fs::file_size(p) == (1u << 20) + 1);
+  fs::remove_all(tmp);
+}
+
+TEST_CASE("nothing lost: tiller eval killed with SIGKILL at any moment resumes to the uninterrupted items.jsonl") {
+  TILLER_SKIP_WITHOUT_TOKENIZERS();
+  const fs::path stories = test::shared_dir() / "models" / "stories260K";
+  const fs::path data = test::shared_dir() / "data" / "safety";
+  TILLER_SKIP_UNLESS(fs::exists(stories) && fs::exists(data / "multijail" / "MultiJail.csv"), "stories260K or MultiJail not found");
+  const fs::path tmp = test::scratch_path("kill-eval");
+  fs::remove_all(tmp);
+  auto eval_args = [&](const fs::path& out) {
+    return std::vector<std::string>{"eval", "-m", stories.string(), "--device", "cpu", "--threads", "1", "--quiet",
+                                    "--dataset", "multijail:" + (data / "multijail" / "MultiJail.csv").string(),
+                                    "--limit", "8", "--judge", "refusal", "--refusal-prefixes",
+                                    (data / "refusal_prefixes.json").string(), "--prompt-format", "raw",
+                                    "--max-tokens", "48", "--max-batch", "2", "--out", out.string()};
+  };
+  REQUIRE(finished_ok(start_tiller(eval_args(tmp / "reference"))));
+  const std::string expected = read_file(tmp / "reference" / "items.jsonl");
+  REQUIRE(std::count(expected.begin(), expected.end(), '\n') == 80);
+
+  const fs::path out = tmp / "out", items = out / "items.jsonl";
+  std::mt19937 rng(11);
+  const std::vector<int64_t> after_lines = {0, 1, 9, -1, 30, -1, -1, 70};  // -1: a random instant
+  int killed = 0, torn_seen = 0;
+  for (const int64_t k : after_lines) {
+    const pid_t pid = start_tiller(eval_args(out));
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    if (k >= 0) {
+      while (complete_lines(items) < k && std::chrono::steady_clock::now() < until) {
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid) break;
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+      }
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20 + int(rng() % 400)));
+    }
+    if (kill(pid, SIGKILL) == 0) killed++;
+    waitpid(pid, nullptr, 0);
+    const std::string text = read_file(items);
+    if (!text.empty() && text.back() != '\n') torn_seen++;
+    MESSAGE("eval killed after " << k << " lines: " << complete_lines(items) << " whole lines");
+  }
+  // What a kill inside a write leaves, for certain: a torn last line the next run must cut off.
+  std::ofstream(items, std::ios::app) << R"({"id":"7","language":"en","spl)";
+  CHECK(killed >= 6);
+  REQUIRE(finished_ok(start_tiller(eval_args(out))));
+  CHECK(read_file(items) == expected);
+  MESSAGE(killed << " kills of tiller eval, " << torn_seen << " left a torn last line");
   fs::remove_all(tmp);
 }
