@@ -237,6 +237,134 @@ def framing_seeds():
         write_seed("request_framing", h, f"request-{i}")
 
 
+# The fuzz targets' tiny Llama (fuzz/steering_checks.h): D 8, 2 heads of 4, 1 KV head, FFN 16, V 32.
+TINY_SHAPES = {"q_proj": (8, 8), "k_proj": (4, 8), "v_proj": (4, 8), "o_proj": (8, 8),
+               "gate_proj": (16, 8), "up_proj": (16, 8), "down_proj": (8, 16), "lm_head": (32, 8)}
+
+
+def safetensors_bytes(tensors, metadata=None):
+    """{name: (dtype, shape, bytes)} as a safetensors file."""
+    header, body = {}, b""
+    if metadata:
+        header["__metadata__"] = metadata
+    for name, (dtype, shape, data) in tensors.items():
+        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [len(body), len(body) + len(data)]}
+        body += data
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + body
+
+
+def f32(count, start=0.0):
+    return struct.pack(f"<{count}f", *[start + 0.25 * i for i in range(count)])
+
+
+def module(layer, proj):
+    if proj == "lm_head":
+        return "lm_head"
+    part = "mlp" if proj in ("gate_proj", "up_proj", "down_proj") else "self_attn"
+    return f"model.layers.{layer}.{part}.{proj}"
+
+
+def profile_seeds():
+    manifest = {"format_version": 1, "method": "soteria", "languages": ["bn"],
+                "base_model": {"fingerprint": "tiller-fp1:fuzz", "architecture": "LlamaForCausalLM", "name": "tiny"},
+                "sources": {"harmful": {"fingerprint": "tiller-fp1:harm", "name": "tiny-harmful"}},
+                "heads": [[0, 1], [1, 0]], "scale": 1.0, "description": "fuzz seed", "created_by": "make_seeds.py"}
+    o = TINY_SHAPES["o_proj"]
+    soteria = {f"{module(l, 'o_proj')}.weight.delta_columns": ("F32", (o[0], 4), f32(o[0] * 4)) for l in (0, 1)}
+    soteria.update({f"{module(l, 'o_proj')}.weight.delta_column_blocks": ("I32", (1,), struct.pack("<i", 1 - l))
+                    for l in (0, 1)})
+    write_seed("steering_profile", safetensors_bytes(soteria, {"tiller_profile": json.dumps(manifest), "format": "pt"}),
+               "soteria")
+    dense = {f"{module(1, 'q_proj')}.weight.delta": ("BF16", TINY_SHAPES["q_proj"], bytes(2 * 64)),
+             f"{module(0, 'down_proj')}.bias.delta": ("F16", (8,), bytes(16)),
+             f"{module(0, 'lm_head')}.weight.delta": ("F32", TINY_SHAPES["lm_head"], f32(256))}
+    m = dict(manifest, method="finetune", heads=None)
+    write_seed("steering_profile", safetensors_bytes(dense, {"tiller_profile": json.dumps(m)}), "dense-bias")
+    lora, entries = {}, {}
+    for proj in ("q_proj", "v_proj", "down_proj"):
+        out, inp = TINY_SHAPES[proj]
+        r = 2
+        lora[f"{module(0, proj)}.lora_A.weight"] = ("F32", (r, inp), f32(r * inp))
+        lora[f"{module(0, proj)}.lora_B.weight"] = ("F32", (out, r), f32(out * r, 1.0))
+        entries[module(0, proj)] = {"rank": r, "scaling": 2.0}
+    m = dict(manifest, method="lora", lora=entries, extra_field={"kept": True})
+    write_seed("steering_profile", safetensors_bytes(lora, {"tiller_profile": json.dumps(m)}), "lora")
+    write_seed("steering_profile", safetensors_bytes(dense), "no-manifest")
+
+    # PEFT adapter folders: the committed fixture's config, tensors re-shaped to the tiny model.
+    fixture = ROOT / "tests" / "fixtures" / "steering" / "peft_lora" / "adapter_config.json"
+    config = json.loads(fixture.read_text()) if fixture.exists() else {"peft_type": "LORA", "r": 4, "lora_alpha": 8}
+    tensors = {}
+    for layer in (0, 1):
+        for proj in ("q_proj", "v_proj", "o_proj", "down_proj"):
+            out, inp = TINY_SHAPES[proj]
+            r = 2 if proj == "down_proj" else 4
+            tensors[f"base_model.model.{module(layer, proj)}.lora_A.weight"] = ("F32", (r, inp), f32(r * inp))
+            tensors[f"base_model.model.{module(layer, proj)}.lora_B.weight"] = ("F32", (out, r), f32(out * r, -1.0))
+    weights = safetensors_bytes(tensors, {"format": "pt"})
+    write_seed("peft_adapter", json.dumps(config, indent=2).encode() + PART.encode() + weights, "fixture-config")
+    variants = [dict(config, use_rslora=True), dict(config, rank_pattern={}, alpha_pattern={"q_proj": 16, "^model.*v_proj": 2}),
+                dict(config, use_dora=True), dict(config, peft_type="IA3"), dict(config, modules_to_save=["lm_head"])]
+    for i, v in enumerate(variants):
+        write_seed("peft_adapter", json.dumps(v).encode() + PART.encode() + weights, f"variant-{i}")
+    old = {k.replace(".lora_A.weight", ".lora_A.default.weight").replace(".lora_B.weight", ".lora_B.default.weight"): t
+           for k, t in tensors.items()}
+    write_seed("peft_adapter", json.dumps(config).encode() + PART.encode() + safetensors_bytes(old), "default-names")
+
+
+def head_lines(path, count):
+    """The first `count` records of a text file, as bytes (CSV records may span lines: cut at a record boundary)."""
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    out, records, quoted = [], 0, False
+    for line in lines:
+        out.append(line)
+        quoted ^= line.count(b'"') % 2 == 1
+        if not quoted:
+            records += 1
+            if records > count:
+                break
+    return b"\n".join(out) + b"\n"
+
+
+def dataset_seeds(shared):
+    safety = shared / "data" / "safety"
+    def seed(kind, name, a, b=b""):
+        if a is not None:
+            write_seed("eval_dataset", bytes([kind]) + a + PART.encode() + b, name)
+    kinds = {"multijail": 0, "xsafety": 1, "polyrefuse": 2, "pku": 3, "advbench": 4, "harmbench": 5, "csv": 6, "jsonl": 7}
+    if (safety / "multijail" / "MultiJail.csv").exists():
+        seed(kinds["multijail"], "multijail", head_lines(safety / "multijail" / "MultiJail.csv", 6))
+    if (safety / "xsafety" / "en" / "Insult_n.csv").exists():
+        seed(kinds["xsafety"], "xsafety", head_lines(safety / "xsafety" / "en" / "Insult_n.csv", 5),
+             head_lines(safety / "xsafety" / "bn" / "Insult_n.csv", 5))
+    pr = safety / "polyrefuse"
+    if (pr / "harmful_test_translated_bn.json").exists() or (pr / "harmful_test_translated_ar.json").exists():
+        lang = "bn" if (pr / "harmful_test_translated_bn.json").exists() else "ar"
+        a = json.loads((pr / f"harmful_test_translated_{lang}.json").read_text())[:4]
+        b = json.loads((pr / f"harmless_test_translated_{lang}.json").read_text())[:4]
+        seed(kinds["polyrefuse"], "polyrefuse", json.dumps(a, ensure_ascii=False).encode(),
+             json.dumps(b, ensure_ascii=False).encode())
+    pku = safety / "pku-saferlhf-multilingual" / "pku_saferlhf_safety_test.jsonl"
+    if pku.exists():
+        seed(kinds["pku"], "pku", b"\n".join(pku.read_bytes().split(b"\n")[:3]) + b"\n")
+    if (safety / "advbench" / "harmful_behaviors.csv").exists():
+        seed(kinds["advbench"], "advbench", head_lines(safety / "advbench" / "harmful_behaviors.csv", 6))
+        seed(kinds["advbench"], "advbench-strings", head_lines(safety / "advbench" / "harmful_strings.csv", 4))
+    hb = safety / "harmbench" / "harmbench_behaviors_text_all.csv"
+    if hb.exists():
+        seed(kinds["harmbench"], "harmbench", head_lines(hb, 8))
+    seed(kinds["csv"], "questions", "\ufeffid,question,language,category,note\r\n1,\"How do I, \"\"quoted\"\"?\",en,x,\r\n"
+         "2,\"multi\nline\",bn,,extra\r\n3,plain,,y,z\r\n".encode())
+    seed(kinds["jsonl"], "prompts", "\n".join(json.dumps(x, ensure_ascii=False) for x in [
+        {"id": "a", "prompt": "Hello", "language": "en", "category": ["x", "y"], "label": 1},
+        {"id": 7, "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "হ্যালো"}], "language": "bn",
+         "harmful": False, "english": "Hello"},
+        {"prompt": "no id", "category": None}]).encode() + b"\n")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
@@ -252,6 +380,8 @@ def main():
     jinja_seeds(args.shared)
     request_seeds()
     framing_seeds()
+    profile_seeds()
+    dataset_seeds(args.shared)
     for folder in sorted((FUZZ / "corpus").glob("*")):
         files = list(folder.iterdir())
         print(f"{folder.name:18s} {len(files):4d} files {sum(f.stat().st_size for f in files) / 1024:8.1f} KiB")
