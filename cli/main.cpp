@@ -7,6 +7,7 @@
 
 #include "cli/commands.h"
 #include "engine/error.h"
+#include "engine/mapping_registry.h"
 
 namespace tiller::cli {
 
@@ -54,6 +55,7 @@ void print_overview(const std::string& group = {}) {
 
 int main(int argc, char** argv) {
   using namespace tiller::cli;
+  tiller::install_mapping_fault_handler();  // a weight file truncated while mapped: say which
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h" || std::string(argv[1]) == "help") {
     print_overview();
     return argc < 2 ? 2 : 0;
