@@ -240,8 +240,8 @@ std::shared_ptr<GgufFile> GgufFile::open(const std::filesystem::path& path) {
   const uint64_t n_kv = r.read<uint64_t>("metadata count");
   // Each entry takes at least 13 (metadata) or 28 (tensor) bytes: bounds before any allocation.
   if (n_kv > r.remaining() / 13 || n_tensors > r.remaining() / 28)
-    fail(where, ": the header claims ", n_kv, " metadata entries and ", n_tensors, " tensors, more than ",
-         size, " bytes can hold. The file is damaged.");
+    fail(where, ": truncated or damaged: the header claims ", n_kv, " metadata entries and ", n_tensors,
+         " tensors, more than the file's ", size, " bytes can hold. Re-download it.");
 
   for (uint64_t i = 0; i < n_kv; i++) {
     const std::string key(r.string("metadata key " + std::to_string(i)));

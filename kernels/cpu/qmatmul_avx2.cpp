@@ -79,7 +79,7 @@ struct Q4_KT {
   static constexpr int kSubs = 8;
   static constexpr bool kSigned = false, kOffset = true, kFactor = false;
   struct Prep {
-    alignas(16) float ab[8][2];  // (d·sc_j, -dmin·m_j)
+    __m128 ab[8];  // (d·sc_j, -dmin·m_j)
   };
   static void prepare(const uint8_t* b, Prep& p) {
     const auto& B = *reinterpret_cast<const BlockQ4_K*>(b);
@@ -87,17 +87,14 @@ struct Q4_KT {
     for (int j = 0; j < 8; j++) {
       uint8_t sc, m;
       q4k_scale_min(B.scales, j, &sc, &m);
-      p.ab[j][0] = d * float(sc);
-      p.ab[j][1] = -(dmin * float(m));
+      p.ab[j] = _mm_setr_ps(d * float(sc), -(dmin * float(m)), 0, 0);
     }
   }
   static __m256i unpack(const uint8_t* b, const Prep&, int j) {
     const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 16 + (j / 2) * 32));
     return _mm256_and_si256(j % 2 ? _mm256_srli_epi16(v, 4) : v, _mm256_set1_epi8(0x0F));
   }
-  static __m128 scales(const uint8_t*, const Prep& p, int j) {
-    return _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(p.ab[j])));
-  }
+  static __m128 scales(const uint8_t*, const Prep& p, int j) { return p.ab[j]; }
   static __m256i factor(const uint8_t*, const Prep&, int) { return _mm256_set1_epi16(1); }
 };
 
@@ -168,7 +165,8 @@ void qgemv_block(const QGemvArgs& a, int64_t n, int64_t t0) {
       }
       for (int t = 0; t < TB; t++) {
         const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.x.qs + (t0 + t) * K + xb * kQBlock));
-        const __m128 xds = _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(a.x.ds + ((t0 + t) * nxb + xb) * 2)));
+        const __m128 xds =  // (dx, s); __m128i loads may alias anything
+            _mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(a.x.ds + ((t0 + t) * nxb + xb) * 2)));
         for (int r = 0; r < R; r++) {
           const __m256i factor = Q::kFactor ? Q::factor(b[r], prep[r], j) : _mm256_set1_epi16(1);
           const __m256 p = _mm256_cvtepi32_ps(dot32<Q>(q[r], xv, factor));
