@@ -4,6 +4,7 @@
 // the logits and greedy answers HF transformers gives loading the same file.
 #include <cmath>
 #include <cstring>
+#include <fstream>
 #include <filesystem>
 #include <numbers>
 #include <optional>
@@ -19,6 +20,7 @@
 #include "models/generate.h"
 #include "models/gguf_model.h"
 #include "models/weight_specs.h"
+#include "steering/model_fingerprint.h"
 #include "test_backends.h"
 #include "test_util.h"
 
@@ -327,4 +329,32 @@ TEST_CASE("gguf model: SmolLM2's tokenizer and chat template from the GGUF match
     CHECK(tmpl.render(messages, opt) == c["rendered"].get<std::string>());
     CHECK(encode_chat_prompt(tmpl, *from_gguf, messages, opt) == s.ref.ids("prompt." + std::to_string(i) + ".ids"));
   }
+}
+
+TEST_CASE("gguf model: the fingerprint covers quantized bytes, so a profile made on F32 weights is refused on Q8_0") {
+  TempDir tmp;
+  const fs::path dir = test::fixtures_dir() / "models" / "llama_gqa";
+  const fs::path f32 = tmp.path / "f32.gguf", q8 = tmp.path / "q8_0.gguf";
+  convert_fixture(dir, f32, false);
+  convert_fixture(dir, q8, true);
+  CpuBackend backend(1);
+  const LoadOptions quiet{.weight_dtype = std::nullopt, .quiet = true};
+  const std::string folder = model_fingerprint(*Model::load(dir, backend, quiet));
+  // The same weights in a GGUF file (rows reordered back) hash the same; the config half differs,
+  // since GGUF stores rms_norm_eps as F32.
+  const auto weights_half = [](const std::string& fp) { return fp.substr(fp.rfind('-')); };
+  CHECK(weights_half(model_fingerprint(*Model::load(f32, backend, quiet))) == weights_half(folder));
+  const std::string quantized = model_fingerprint(*Model::load(q8, backend, quiet));
+  CHECK(quantized != folder);
+  CHECK(model_fingerprint(*Model::load(q8, backend, quiet)) == quantized);
+  // One byte in the last block of the output matrix (Q8_0, the end of the data) changes it.
+  std::ifstream in(q8, std::ios::binary);
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto file = GgufFile::open(q8);
+  const GgufTensorInfo* head = file->find_tensor("output.weight");
+  REQUIRE(head);
+  REQUIRE(head->type_name == "Q8_0");
+  bytes[head->offset + head->nbytes - 1] ^= 1;
+  test::GgufWriter::write_bytes(tmp.path / "edited.gguf", bytes);
+  CHECK(model_fingerprint(*Model::load(tmp.path / "edited.gguf", backend, quiet)) != quantized);
 }
