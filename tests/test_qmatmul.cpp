@@ -124,7 +124,7 @@ TEST_CASE("qmatmul: every quantized type on every path matches the exact product
                 double exact = 0, exact_q = 0, mag = 0, bound = 0;
                 for (int64_t k = 0; k < K; k++) {
                   const double wv = wf[size_t(n * K + k)], xv = x[size_t(r * K + k)];
-                  const double dx = xq.ds[(r * (K / 32) + k / 32) * 2];
+                  const double dx = xq.ds[(r * (K / 32) + k / 32) * detail::kXScales];
                   const double xhat = dx * xq.qs[r * K + k];
                   exact += wv * xv;
                   exact_q += wv * xhat;

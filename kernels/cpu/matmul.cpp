@@ -210,7 +210,10 @@ MatmulPath default_path() {
 constexpr int64_t kGemmMinRowsAvx512 = 128;  // F32 and F16 weights (F32 FMA either way)
 constexpr int64_t kGemmMinRowsAvx2 = 32;
 constexpr int64_t kGemmMinRowsGeneric = 16;
-constexpr int64_t kQGemmMinRows = 32;  // quantized weights: int8 GEMV below, dequantized panels above
+// Quantized weights: int8 GEMV below, exactly dequantized panels from here. The int8 GEMV is still
+// faster at 32-64 rows, but a prompt of 32 tokens or more then gets the numbers its F32 weights
+// give, not those of 8-bit activations (which move SmolLM2-135M's prompt logits by up to 1.5).
+constexpr int64_t kQGemmMinRows = 32;
 constexpr int64_t kDotMinRows = 8;     // BF16 weights on avx512_bf16: GEMV-dot from here
 // ... and the packed vdpbf16ps GEMM from here: GEMV-dot pays a reduction per output, which a
 // short K amortises poorly.

@@ -29,15 +29,16 @@ inline __m128 half_one(const void* p) {  // one F16 at p -> [f, 0, 0, 0]
 }
 inline __m256i nibbles16(const uint8_t* qs) {  // 16 bytes -> low nibbles, then high nibbles
   const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
-  const __m128i m = _mm_set1_epi8(0x0F);
-  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m), _mm_and_si128(v, m));
+  return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), _mm256_set1_epi8(0x0F));
 }
 
 // Per type: the sub-blocks of a block, each as 32 bytes of integers q and a pair (a, b) with
-// w = a·q + b (lanes 0 and 1 of an __m128). `Prep` holds what a block shares between its
+// w = a·q + b (lanes 0 and 1 of an __m128). kXPair picks x's pair: 0 (dx, s), 1 (dx, -8·s), so
+// Q4_0 (b = -8·a) gives (d, d) and saves a multiply. `Prep` holds what a block shares between its
 // sub-blocks. kSigned: q is int8 (else uint8). Q6_K's a varies per 16: `factor` gives the int16
 // per-lane multiplier vpmaddwd applies (the per-16 scales; ones elsewhere), and a is the block's d.
 struct Q8_0T {
+  static constexpr int kXPair = 0;
   static constexpr DType kType = DType::Q8_0;
   static constexpr int kSubs = 1;
   static constexpr bool kSigned = true, kOffset = false, kFactor = false;
@@ -51,19 +52,23 @@ struct Q8_0T {
 };
 
 struct Q4_0T {
+  static constexpr int kXPair = 1;  // (dx, -8·s): b = -8·d
   static constexpr DType kType = DType::Q4_0;
   static constexpr int kSubs = 1;
   static constexpr bool kSigned = false, kOffset = true, kFactor = false;
   struct Prep {};
   static void prepare(const uint8_t*, Prep&) {}
   static __m256i unpack(const uint8_t* b, const Prep&, int) { return nibbles16(b + 2); }
-  static __m128 scales(const uint8_t* b, const Prep&, int) {  // (d, -8d)
-    return _mm_mul_ps(_mm_broadcastss_ps(half_one(b)), _mm_setr_ps(1, -8, 0, 0));
+  static __m128 scales(const uint8_t* b, const Prep&, int) {  // (d, d)
+    uint16_t d;
+    std::memcpy(&d, b, 2);
+    return _mm_cvtph_ps(_mm_set1_epi16(short(d)));
   }
   static __m256i factor(const uint8_t*, const Prep&, int) { return _mm256_set1_epi16(1); }
 };
 
 struct Q4_1T {
+  static constexpr int kXPair = 0;
   static constexpr DType kType = DType::Q4_1;
   static constexpr int kSubs = 1;
   static constexpr bool kSigned = false, kOffset = true, kFactor = false;
@@ -75,6 +80,7 @@ struct Q4_1T {
 };
 
 struct Q4_KT {
+  static constexpr int kXPair = 0;
   static constexpr DType kType = DType::Q4_K;
   static constexpr int kSubs = 8;
   static constexpr bool kSigned = false, kOffset = true, kFactor = false;
@@ -99,6 +105,7 @@ struct Q4_KT {
 };
 
 struct Q6_KT {
+  static constexpr int kXPair = 0;
   static constexpr DType kType = DType::Q6_K;
   static constexpr int kSubs = 8;
   static constexpr bool kSigned = true, kOffset = false, kFactor = true;
@@ -136,19 +143,30 @@ inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-// R weight rows at n against TB rows of x at t0.
+// R weight rows at n against TB rows of x at t0. When `pf` is set, the pass also prefetches the
+// next rows [pf, pf + pf_bytes) into L2 at the pace it consumes its own (the hardware prefetchers
+// stop at 4 KiB pages, and rows of a few hundred bytes end before they ramp up; see
+// matmul_avx512.cpp).
 template <class Q, int R, int TB>
-void qgemv_block(const QGemvArgs& a, int64_t n, int64_t t0) {
+void qgemv_block(const QGemvArgs& a, int64_t n, int64_t t0, const char* pf, int64_t pf_bytes) {
   constexpr int64_t kBlock = dtype_block(Q::kType);
   constexpr size_t kBytes = dtype_block_bytes(Q::kType);
   const int64_t K = a.x.K, nxb = K / kQBlock;
   const size_t row_bytes = dtype_bytes(Q::kType, K);
   const uint8_t* w = static_cast<const uint8_t*>(a.w) + size_t(n) * row_bytes;
+  // b·s: into lane 0 of acc as it goes, or (one row of x: registers to spare) summed on the side
+  // in lane 1 of corr, one add instead of two.
+  constexpr bool kSide = Q::kOffset && TB == 1;
   __m256 acc[TB][R];
+  __m128 corr[R];
   for (int t = 0; t < TB; t++) {
     for (int r = 0; r < R; r++) acc[t][r] = _mm256_setzero_ps();
   }
+  for (int r = 0; r < R; r++) corr[r] = _mm_setzero_ps();
+  const char* pf_end = pf ? pf + pf_bytes : nullptr;
   for (int64_t blk = 0; blk < K / kBlock; blk++) {
+    for (int64_t done = 0; pf < pf_end && done < int64_t(R * kBytes); done += 64, pf += 64)
+      _mm_prefetch(pf, _MM_HINT_T1);
     const uint8_t* b[R];
     typename Q::Prep prep[R];
     for (int r = 0; r < R; r++) {
@@ -165,49 +183,62 @@ void qgemv_block(const QGemvArgs& a, int64_t n, int64_t t0) {
       }
       for (int t = 0; t < TB; t++) {
         const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.x.qs + (t0 + t) * K + xb * kQBlock));
-        const __m128 xds =  // (dx, s); __m128i loads may alias anything
-            _mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(a.x.ds + ((t0 + t) * nxb + xb) * 2)));
+        const __m128 xds =  // (dx, s) or (dx, -8·s); __m128i loads may alias anything
+            _mm_castsi128_ps(_mm_loadl_epi64(
+                reinterpret_cast<const __m128i*>(a.x.ds + ((t0 + t) * nxb + xb) * kXScales + 2 * Q::kXPair)));
         for (int r = 0; r < R; r++) {
           const __m256i factor = Q::kFactor ? Q::factor(b[r], prep[r], j) : _mm256_set1_epi16(1);
           const __m256 p = _mm256_cvtepi32_ps(dot32<Q>(q[r], xv, factor));
           const __m128 prod = _mm_mul_ps(ab[r], xds);  // (a·dx, b·s)
           acc[t][r] = _mm256_fmadd_ps(p, _mm256_broadcastss_ps(prod), acc[t][r]);
-          if constexpr (Q::kOffset)  // b·s into lane 0
+          if constexpr (kSide)
+            corr[r] = _mm_add_ps(corr[r], prod);
+          else if constexpr (Q::kOffset)
             acc[t][r] = _mm256_add_ps(acc[t][r], _mm256_zextps128_ps256(_mm_insert_ps(prod, prod, 0x4E)));
         }
       }
     }
   }
+  for (; pf < pf_end; pf += 64) _mm_prefetch(pf, _MM_HINT_T1);
   for (int t = 0; t < TB; t++) {
     float* y = a.y + (t0 + t) * a.N + n;
     for (int r = 0; r < R; r++) {
-      const float s = hsum(acc[t][r]);
+      float s = hsum(acc[t][r]);
+      if constexpr (kSide) s += _mm_cvtss_f32(_mm_movehdup_ps(corr[r]));
       y[r] = a.bias ? s + a.bias[n + r] : s;
     }
   }
 }
 
 template <class Q, int R>
-void qgemv_rows(const QGemvArgs& a, int64_t n) {
+void qgemv_rows(const QGemvArgs& a, int64_t n, const char* pf, int64_t pf_bytes) {
   constexpr int kTB = R == 4 ? 1 : 3;
   for (int64_t t0 = 0; t0 < a.x.T; t0 += kTB) {
+    const char* p = t0 == 0 ? pf : nullptr;  // later passes find the rows in L1/L2
     switch (a.x.T - t0) {
-      case 1: qgemv_block<Q, R, 1>(a, n, t0); break;
-      case 2: qgemv_block<Q, R, 2 < kTB ? 2 : kTB>(a, n, t0); break;
-      default: qgemv_block<Q, R, kTB>(a, n, t0); break;
+      case 1: qgemv_block<Q, R, 1>(a, n, t0, p, pf_bytes); break;
+      case 2: qgemv_block<Q, R, 2 < kTB ? 2 : kTB>(a, n, t0, p, pf_bytes); break;
+      default: qgemv_block<Q, R, kTB>(a, n, t0, p, pf_bytes); break;
     }
+  }
+}
+
+template <class Q, int R>
+void qgemv_range(const QGemvArgs& a, int64_t& n, int64_t n1) {
+  const size_t row_bytes = dtype_bytes(Q::kType, a.x.K);
+  const char* w = static_cast<const char*>(a.w);
+  for (; n + R <= n1; n += R) {
+    const int64_t next = n1 - (n + R) < R ? n1 - (n + R) : R;  // the next block of this range
+    qgemv_rows<Q, R>(a, n, next > 0 ? w + size_t(n + R) * row_bytes : nullptr, int64_t(size_t(next) * row_bytes));
   }
 }
 
 template <class Q>
 void qgemv_typed(const QGemvArgs& a, int64_t n0, int64_t n1) {
   int64_t n = n0;
-  if (a.x.T == 1) {  // four weight streams; registers left over for nothing else
-    for (; n + 4 <= n1; n += 4) qgemv_rows<Q, 4>(a, n);
-  } else {           // two rows against three rows of x per pass
-    for (; n + 2 <= n1; n += 2) qgemv_rows<Q, 2>(a, n);
-  }
-  for (; n < n1; n++) qgemv_rows<Q, 1>(a, n);
+  if (a.x.T == 1) qgemv_range<Q, 4>(a, n, n1);  // four weight streams
+  else qgemv_range<Q, 2>(a, n, n1);             // two rows against three rows of x per pass
+  for (; n < n1; n++) qgemv_rows<Q, 1>(a, n, nullptr, 0);
 }
 
 }  // namespace

@@ -75,7 +75,7 @@ void decode(DType type, const uint8_t* blk, int j, SubBlock& s) {
 }  // namespace
 
 size_t quantized_x_bytes(int64_t T, int64_t K) {
-  return align64(size_t(T * K)) + size_t(T * (K / kQBlock)) * 2 * sizeof(float);
+  return align64(size_t(T * K)) + size_t(T * (K / kQBlock) * kXScales) * sizeof(float);
 }
 
 QuantizedX quantize_x(const float* x, int64_t T, int64_t K, void* buf, int64_t t0, int64_t t1) {
@@ -92,11 +92,15 @@ QuantizedX quantize_x(const float* x, int64_t T, int64_t K, void* buf, int64_t t
       int sum = 0;
       int8_t* q = qs + t * K + b * kQBlock;
       for (int i = 0; i < kQBlock; i++) {
-        q[i] = int8_t(std::nearbyint(v[i] * id));
+        // Round to nearest even (|v·id| <= 127.5): adding and subtracting 1.5·2^23 rounds in the FPU's
+        // default mode, with no library call (std::nearbyint is one per value).
+        q[i] = int8_t(int((v[i] * id + 12582912.0f) - 12582912.0f));
         sum += q[i];
       }
-      ds[(t * (K / kQBlock) + b) * 2] = d;
-      ds[(t * (K / kQBlock) + b) * 2 + 1] = d * float(sum);
+      float* e = ds + (t * (K / kQBlock) + b) * kXScales;
+      e[0] = e[2] = d;
+      e[1] = d * float(sum);
+      e[3] = -8 * e[1];
     }
   }
   return {qs, ds, T, K};
@@ -110,7 +114,7 @@ void qgemv_generic(const QGemvArgs& a, int64_t n0, int64_t n1) {
     const auto* row = static_cast<const uint8_t*>(a.w) + size_t(n) * row_bytes;
     for (int64_t t = 0; t < a.x.T; t++) {
       const int8_t* xq = a.x.qs + t * K;
-      const float* xd = a.x.ds + t * (K / kQBlock) * 2;
+      const float* xd = a.x.ds + t * (K / kQBlock) * kXScales;
       float acc = 0;
       for (int64_t blk = 0; blk < nb; blk++) {
         for (int j = 0; j < int(subs); j++) {
@@ -118,7 +122,7 @@ void qgemv_generic(const QGemvArgs& a, int64_t n0, int64_t n1) {
           const int64_t xb = blk * subs + j;  // x block
           int sum[2] = {0, 0};
           for (int i = 0; i < 32; i++) sum[i / 16] += s.q[i] * xq[xb * kQBlock + i];
-          const float dx = xd[2 * xb], sx = xd[2 * xb + 1];
+          const float dx = xd[kXScales * xb], sx = xd[kXScales * xb + 1];
           acc += (s.a[0] * dx) * float(sum[0]) + (s.a[1] * dx) * float(sum[1]) + s.b * sx;
         }
       }

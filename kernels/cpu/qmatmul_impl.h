@@ -18,7 +18,9 @@ namespace tiller::cpu::detail {
 
 constexpr int64_t kQBlock = 32;  // values per x block
 
-// x [T, K] quantized: qs [T][K] int8; ds [T][K/32] pairs (dx, s) with s = dx·Σp over the block.
+// x [T, K] quantized: qs [T][K] int8; ds [T][K/32][4] = (dx, s, dx, -8·s) with s = dx·Σp over
+// the block (the second pair serves Q4_0, whose offset b = -8·a).
+constexpr int64_t kXScales = 4;
 struct QuantizedX {
   const int8_t* qs;
   const float* ds;
