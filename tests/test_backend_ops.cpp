@@ -692,3 +692,36 @@ TEST_CASE("attention (CPU): a row's output is bit for bit the same in any batch,
     }
   }
 }
+
+TEST_CASE("backend ops: place_weight of block-quantized weights keeps them or gives the BF16 of their values") {
+  for_each_device([](Backend& cpu, Backend& dev) {
+    for (DType dt : {DType::Q8_0, DType::Q4_1, DType::Q4_K, DType::Q5_K}) {
+      CAPTURE(dtype_name(dt));
+      const int64_t N = 37, K = 512;
+      std::vector<uint8_t> raw(dtype_bytes(dt, N * K));
+      uint64_t s = 7;
+      for (auto& b : raw) b = uint8_t((s = s * 6364136223846793005ull + 1442695040888963407ull) >> 56);
+      const size_t bb = dtype_block_bytes(dt);
+      const size_t scale_at = 0;  // d (and m / dmin after it) lead the block in these formats
+      for (size_t b = 0; b < raw.size() / bb; b++) {  // finite F16 scales (d, and m / dmin)
+        const uint16_t h = f32_to_f16(0.01f + 0.001f * float(b % 5));
+        std::memcpy(raw.data() + b * bb + scale_at, &h, 2);
+        if (dt != DType::Q8_0) std::memcpy(raw.data() + b * bb + scale_at + 2, &h, 2);
+      }
+      std::vector<float> want(size_t(N * K));
+      to_f32(dt, raw.data(), want.data(), want.size());
+      std::vector<Buffer> owned;
+      const Tensor placed = dev.place_weight(Tensor(raw.data(), dt, {N, K}), owned);
+      REQUIRE((placed.dtype == dt || placed.dtype == DType::BF16));
+      CHECK(placed.shape[0] == N);
+      std::vector<uint8_t> back(placed.nbytes());
+      dev.download(back.data(), placed.data, back.size());
+      std::vector<float> got(want.size());
+      to_f32(placed.dtype, back.data(), got.data(), got.size());
+      if (placed.dtype == DType::BF16)
+        for (float& w : want) w = bf16_to_f32(f32_to_bf16(w));
+      CHECK(std::memcmp(got.data(), want.data(), got.size() * 4) == 0);
+    }
+    (void)cpu;
+  });
+}
