@@ -6,6 +6,7 @@
 #include <map>
 
 #include "engine/error.h"
+#include "models/weight_specs.h"
 #include "train/trainable_kinds.h"
 
 namespace tiller {
@@ -31,7 +32,7 @@ class ColumnTrainable final : public Trainable, public ProjectionDelta {
       Buffer mb = base.backend().alloc(mask.size() * sizeof(float));
       base.backend().upload(mb.data(), mask.data(), mask.size() * sizeof(float));
       layers_.push_back({l, hs, params_.size(), std::move(mb)});
-      params_.push_back(make_param(base.backend(), module_name(l, Projection::O) + ".weight.delta", {D, Hd},
+      params_.push_back(make_param(base.backend(), module_name({l, Projection::O}) + ".weight.delta", {D, Hd},
                                    std::vector<float>(size_t(D * Hd), 0.0f)));
     }
   }
@@ -62,8 +63,8 @@ class ColumnTrainable final : public Trainable, public ProjectionDelta {
     be.linear_backward_input(dy, P.value_t(), dx, true);
   }
 
-  ProfileContent profile() override {
-    ProfileContent out;
+  std::vector<WeightDelta> deltas() override {
+    std::vector<WeightDelta> out;
     const ModelConfig& c = base_.config();
     const int64_t D = c.hidden_size, Hd = c.q_dim(), d = c.head_dim;
     for (const Layer& L : layers_) {
@@ -73,10 +74,12 @@ class ColumnTrainable final : public Trainable, public ProjectionDelta {
       for (int64_t r = 0; r < D; r++)
         for (int64_t j = 0; j < k; j++)
           std::copy_n(full.begin() + r * Hd + L.heads[size_t(j)] * d, d, cols.begin() + (r * k + j) * d);
-      const std::string w = module_name(L.layer, Projection::O) + ".weight";
-      out.tensors.push_back({w + ".delta_columns", {D, k * d}, std::move(cols), {}});
-      out.tensors.push_back({w + ".delta_column_blocks", {k}, {}, L.heads});
-      for (int32_t h : L.heads) out.heads.emplace_back(L.layer, h);
+      WeightDelta wd;
+      wd.kind = DeltaKind::ColumnBlocks;
+      wd.module = {L.layer, Projection::O};
+      wd.a = HostTensor::from_f32(cols, {D, k * d}, DType::F32);
+      wd.blocks = L.heads;
+      out.push_back(std::move(wd));
     }
     return out;
   }

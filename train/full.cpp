@@ -43,10 +43,10 @@ class FullTrainable final : public Trainable {
   void backward_projection(int layer, Projection p, const Tensor& x, const Tensor& dy, Tensor& dx) override {
     Backend& be = base_.backend();
     const bool tied = p == Projection::LmHead && base_.config().tie_word_embeddings;
-    const std::string w = tied ? "model.embed_tokens.weight" : module_name(layer, p) + ".weight";
+    const std::string w = tied ? "model.embed_tokens.weight" : module_name({layer, p}) + ".weight";
     Tensor gw = params_[index_.at(w)].grad_t();
     Tensor gb;
-    const auto bias = index_.find(module_name(layer, p) + ".bias");
+    const auto bias = index_.find(module_name({layer, p}) + ".bias");
     if (bias != index_.end()) gb = params_[bias->second].grad_t();
     be.linear_backward_weight(dy, x, gw, gb.empty() ? nullptr : &gb, true);
   }
@@ -59,23 +59,45 @@ class FullTrainable final : public Trainable {
   }
   Tensor* embedding_grad() override { return grad_view("model.embed_tokens.weight"); }
 
-  ProfileContent profile() override {
-    ProfileContent out;
+  std::vector<WeightDelta> deltas() override {
+    std::vector<WeightDelta> out;
     Backend& be = base_.backend();
     const ModelConfig& c = base_.config();
-    for (const WeightSpec& s : weight_specs(c)) {
-      const Tensor& src = s.layer >= 0 ? base_.weights().layers[size_t(s.layer)].*(s.layer_field)
-                                       : base_.weights().*(s.model_field);
-      std::vector<char> raw(src.nbytes());
-      be.download(raw.data(), src.data, raw.size());
-      std::vector<float> base_f32(static_cast<size_t>(src.numel()));
-      to_f32(src.dtype, raw.data(), base_f32.data(), base_f32.size());
-      std::vector<float> delta = download_f32(be, params_[index_.at(s.name)].value_t());
+    auto delta_of = [&](const Tensor& base_t, const std::string& name) {
+      std::vector<char> raw(base_t.nbytes());
+      be.download(raw.data(), base_t.data, raw.size());
+      std::vector<float> base_f32(static_cast<size_t>(base_t.numel()));
+      to_f32(base_t.dtype, raw.data(), base_f32.data(), base_f32.size());
+      std::vector<float> delta = download_f32(be, params_[index_.at(name)].value_t());
       for (size_t i = 0; i < delta.size(); i++) delta[i] -= base_f32[i];
-      // "<W>.delta" for a weight, "<M>.bias.delta" for a bias: both are the tensor's name + ".delta".
-      out.tensors.push_back({s.name + ".delta", s.shape, std::move(delta), {}});
+      return delta;
+    };
+    auto add = [&](DeltaKind kind, ModuleRef m, const Tensor& base_t, const std::string& name) {
+      WeightDelta d;
+      d.kind = kind;
+      d.module = m;
+      std::vector<int64_t> shape(base_t.shape.begin(), base_t.shape.begin() + base_t.rank);
+      d.a = HostTensor::from_f32(delta_of(base_t, name), shape, DType::F32);
+      out.push_back(std::move(d));
+    };
+    for (int l = 0; l < int(c.n_layers); l++) {
+      for (Projection p : {Projection::Q, Projection::K, Projection::V, Projection::O, Projection::Gate, Projection::Up,
+                           Projection::Down}) {
+        add(DeltaKind::Dense, {l, p}, base_.projection_weight(l, p), module_name({l, p}) + ".weight");
+        if (!base_.projection_bias(l, p).empty())
+          add(DeltaKind::Bias, {l, p}, base_.projection_bias(l, p), module_name({l, p}) + ".bias");
+      }
     }
+    // A tied head's delta is the embedding's: as an lm_head delta it changes the logits as trained
+    // (applying it unties the head; the input embedding's change is only in save_trained_weights).
+    add(DeltaKind::Dense, {-1, Projection::LmHead}, base_.projection_weight(-1, Projection::LmHead),
+        c.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight");
     return out;
+  }
+
+  const Param* find_param(const std::string& name) const override {
+    const auto it = index_.find(name);
+    return it == index_.end() ? nullptr : &params_[it->second];
   }
 
  private:

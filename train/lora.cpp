@@ -4,6 +4,7 @@
 
 #include "engine/error.h"
 #include "engine/sampler.h"
+#include "models/weight_specs.h"
 #include "train/trainable_kinds.h"
 
 namespace tiller {
@@ -21,7 +22,7 @@ class LoraTrainable final : public Trainable, public ProjectionDelta {
     Rng rng(seed);
     for (int l = 0; l < int(c.n_layers); l++) {
       for (Projection p : ls.targets) {
-        const Tensor& w = projection_weight(base.weights(), l, p);
+        const Tensor& w = base.projection_weight(l, p);
         const int64_t out = w.shape[0], in = w.shape[1];
         // PEFT: A ~ kaiming_uniform(a=√5) = U(-1/√in, 1/√in); B = 0, so training starts at the base model.
         const double bound = 1.0 / std::sqrt(double(in));
@@ -29,7 +30,7 @@ class LoraTrainable final : public Trainable, public ProjectionDelta {
         for (float& v : a) v = float((2 * rng.uniform() - 1) * bound);
         slot_[size_t(l * kProjections + int(p))] = int(modules_.size());
         modules_.push_back({l, p, in, out, params_.size()});
-        const std::string m = module_name(l, p);
+        const std::string m = module_name({l, p});
         params_.push_back(make_param(base.backend(), m + ".lora_A.weight", {ls.rank, in}, a));
         params_.push_back(make_param(base.backend(), m + ".lora_B.weight", {out, ls.rank},
                                      std::vector<float>(size_t(out * ls.rank), 0.0f)));
@@ -79,16 +80,19 @@ class LoraTrainable final : public Trainable, public ProjectionDelta {
     }
   }
 
-  ProfileContent profile() override {
-    ProfileContent out;
+  std::vector<WeightDelta> deltas() override {
+    std::vector<WeightDelta> out;
     Backend& be = base_.backend();
     for (const Module& m : modules_) {
-      for (size_t i = 0; i < 2; i++) {
-        const Param& p = params_[m.param + i];
-        out.tensors.push_back({p.name, p.shape, download_f32(be, p.value_t()), {}});
-      }
-      out.lora[module_name(m.layer, m.projection)] = {
-          {"rank", spec_.lora.rank}, {"alpha", spec_.lora.alpha}, {"scaling", spec_.lora.scaling()}};
+      WeightDelta d;
+      d.kind = DeltaKind::LowRank;
+      d.module = {m.layer, m.projection};
+      const Param& A = params_[m.param];
+      const Param& B = params_[m.param + 1];
+      d.a = HostTensor::from_f32(download_f32(be, A.value_t()), A.shape, DType::F32);
+      d.b = HostTensor::from_f32(download_f32(be, B.value_t()), B.shape, DType::F32);
+      d.scaling = scaling_;
+      out.push_back(std::move(d));
     }
     return out;
   }

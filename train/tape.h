@@ -38,6 +38,9 @@ class ActivationTape final : public ActivationHook, public ProjectionDelta {
   void begin_recompute(int layer);
 
   void on_activation(HookPoint point, int layer, Tensor& t, const ForwardContext& ctx) override;
+  void begin_forward(const ForwardContext& ctx) override {
+    if (inner_) inner_->begin_forward(ctx);
+  }
   void apply(int layer, Projection p, const Tensor& x, Tensor& y, const ForwardContext& ctx) override;
 
   // Activations of `layer` (the recomputed one when recomputing); x_in always from the full forward.

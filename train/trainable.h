@@ -17,24 +17,11 @@
 #include "engine/hooks.h"
 #include "engine/json_file.h"
 #include "models/model.h"
+#include "steering/profile.h"
 #include "train/param.h"
 #include "train/train_spec.h"
 
 namespace tiller {
-
-// A trained result as steering-profile tensors (docs/profile-format.md), on the host.
-struct ProfileTensor {
-  std::string name;             // "….o_proj.weight.delta_columns", "….q_proj.lora_A.weight", "….delta"
-  std::vector<int64_t> shape;
-  std::vector<float> values;    // F32 tensors
-  std::vector<int32_t> blocks;  // I32 tensors (delta_column_blocks); values empty then
-};
-
-struct ProfileContent {
-  std::vector<ProfileTensor> tensors;
-  json lora = json::object();                       // module -> {rank, alpha, scaling}
-  std::vector<std::pair<int32_t, int32_t>> heads;   // columns: the trained heads
-};
 
 class Trainable {
  public:
@@ -65,8 +52,12 @@ class Trainable {
   virtual Tensor* norm_grad(int layer, bool mlp) { return nullptr; }
   virtual Tensor* embedding_grad() { return nullptr; }
 
-  // The trained result as profile tensors (full: trained minus base, in F32).
-  virtual ProfileContent profile() = 0;
+  // The trained result as steering-profile deltas (docs/profile-format.md), F32: LoRA's A and B,
+  // the heads' column blocks, or (full) trained minus base for every projection weight and bias.
+  // Full training's norm and embedding changes have no profile form (save_trained_weights has them).
+  virtual std::vector<WeightDelta> deltas() = 0;
+  // A trained tensor by its name (full training: the HF weight name); null when absent.
+  virtual const Param* find_param(const std::string& name) const;
 
  protected:
   Trainable(Model& base, TrainSpec spec) : base_(base), spec_(std::move(spec)) {}
@@ -78,11 +69,5 @@ class Trainable {
 // Creates the parameters: LoRA A from PEFT's init (kaiming-uniform, a = √5: U(±1/√in)) drawn
 // from `seed`, B zero; column deltas zero; full: the base weights widened to F32.
 std::unique_ptr<Trainable> make_trainable(Model& base, const TrainSpec& spec, uint64_t seed);
-
-// HF module names, as PEFT spells them: "model.layers.3.self_attn.q_proj", "lm_head".
-std::string module_name(int layer, Projection p);
-// The forward weight of projection p of `layer` in `weights` (layer -1: lm_head).
-const Tensor& projection_weight(const ModelWeights& weights, int layer, Projection p);
-const Tensor& projection_bias(const ModelWeights& weights, int layer, Projection p);
 
 }  // namespace tiller
