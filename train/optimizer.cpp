@@ -1,6 +1,7 @@
 // AdamW, clipping and the learning-rate schedules.
 #include "train/optimizer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numbers>
 
@@ -53,9 +54,9 @@ void zero_gradients(Backend& backend, std::vector<Param>& params) {
 }
 
 StepUpdate adamw_step(Backend& backend, std::vector<Param>& params, const OptimizerOptions& o, int64_t step,
-                      int64_t total) {
+                      int64_t total, double grad_norm, double grad_scale) {
   StepUpdate u;
-  u.grad_norm = gradient_norm(backend, params);
+  u.grad_norm = grad_norm;
   u.lr = learning_rate(o, step, total);
   Backend::AdamWStep s;
   s.lr = float(u.lr);
@@ -65,10 +66,9 @@ StepUpdate adamw_step(Backend& backend, std::vector<Param>& params, const Optimi
   const double t = double(step + 1);
   s.step_size = float(u.lr / (1.0 - std::pow(o.beta1, t)));
   s.bias_correction2_sqrt = float(std::sqrt(1.0 - std::pow(o.beta2, t)));
-  if (o.max_grad_norm > 0) {
-    const double coef = o.max_grad_norm / (u.grad_norm + 1e-6);
-    s.grad_scale = coef < 1.0 ? float(coef) : 1.0f;
-  }
+  double clip = 1.0;
+  if (o.max_grad_norm > 0) clip = std::min(1.0, o.max_grad_norm / (u.grad_norm + 1e-6));
+  s.grad_scale = float(grad_scale * clip);
   for (Param& p : params) {
     s.weight_decay = p.decay ? float(o.weight_decay) : 0.0f;
     Tensor value = p.value_t(), m = p.m_t(), v = p.v_t();

@@ -36,10 +36,11 @@ struct StepUpdate {
   double lr = 0;
 };
 
-// One optimizer step on `params` (their gradients accumulated): clips, updates with AdamW's
-// step number `step` + 1, and returns the norm and rate used. Gradients are left as they were.
+// One optimizer step on `params` whose gradient is grad_scale × the accumulated one, of total
+// L2 norm grad_norm (gradient_norm × grad_scale): clips, updates with AdamW's step number
+// `step` + 1, and returns the norm and rate used. The stored gradients are left as they were.
 StepUpdate adamw_step(Backend& backend, std::vector<Param>& params, const OptimizerOptions& o, int64_t step,
-                      int64_t total);
+                      int64_t total, double grad_norm, double grad_scale = 1);
 
 // The total L2 norm of the parameters' gradients (in double).
 double gradient_norm(Backend& backend, const std::vector<Param>& params);

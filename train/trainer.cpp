@@ -68,7 +68,7 @@ void Trainer::run(const StepFn& step_fn) {
     zero_gradients(be, trainable_.params());
     const auto ts = clock::now();
     const StepResult r = step_fn(s, pass);
-    const double grad_norm = std::isfinite(r.loss) ? gradient_norm(be, trainable_.params()) : NAN;
+    const double grad_norm = std::isfinite(r.loss) ? gradient_norm(be, trainable_.params()) * r.grad_scale : NAN;
     if (!std::isfinite(r.loss) || !std::isfinite(grad_norm)) {
       if (tty) std::fputc('\n', stderr);
       std::string where = "no checkpoint was written (set --checkpoint-dir)";
@@ -77,7 +77,7 @@ void Trainer::run(const StepFn& step_fn) {
            ", gradient norm ", grad_norm, "); training stopped before updating the parameters; ", where,
            ". Lower --lr or check the data.");
     }
-    const StepUpdate u = adamw_step(be, trainable_.params(), o_.optim, s, o_.steps);
+    const StepUpdate u = adamw_step(be, trainable_.params(), o_.optim, s, o_.steps, grad_norm, r.grad_scale);
     const double step_s = std::chrono::duration<double>(clock::now() - ts).count();
     const double elapsed = std::chrono::duration<double>(clock::now() - t0).count();
     tokens += r.tokens;

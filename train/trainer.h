@@ -37,6 +37,7 @@ struct StepResult {
   double loss = 0;          // the step's loss (its micro-batches' weighted sum)
   int64_t tokens = 0;       // rows run forward (for tokens/s)
   int64_t loss_tokens = 0;  // rows the loss was taken on
+  double grad_scale = 1;    // the accumulated gradients times this are the loss's gradient
   json extra = json::object();  // more fields for the loss log
 };
 
