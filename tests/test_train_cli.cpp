@@ -189,3 +189,43 @@ TEST_CASE("cli: full fine-tune --save-model writes a loadable model; its profile
     for (size_t k = 0; k < x.size(); k++) CHECK(x[k] == doctest::Approx(y[k]).epsilon(1e-5).scale(1e-6));
   }
 }
+
+TEST_CASE("cli: distill trains on a language's queries, keeps a held-out part, and refuses queries without English") {
+  TILLER_SKIP_UNLESS(test::have_shared(), "../shared (stories260K, a model with a tokenizer) is not here");
+  TILLER_SKIP_WITHOUT_TOKENIZERS();
+  const std::string model = (test::shared_dir() / "models" / "stories260K").string();
+  const fs::path q = test::scratch_path("q.jsonl"), out = test::scratch_path("msd.safetensors");
+  {
+    std::ofstream f(q);
+    for (int i = 0; i < 10; i++)
+      f << json{{"id", std::to_string(i)}, {"prompt", "Il etait une fois un chat " + std::to_string(i)},
+                {"english", "Once upon a time there was a cat " + std::to_string(i)}}.dump() << "\n";
+  }
+  const std::string args = "distill -m " + model + " --queries " + q.string() + " --language fr --chat-template none " +
+                           "--queries-per-step 4 --max-new-tokens 8 --threads 1 --no-progress --out " + out.string();
+  for (const char* variant : {" --steps 2", " --steps 2 --mode off-policy --divergence jsd:0.5 --dpsw off",
+                              " --steps 1 --divergence fkl --divergence-top-k 5 --teacher live --train full"}) {
+    CAPTURE(variant);
+    const auto r = run_tiller_cli(args + variant);
+    INFO(r.out);
+    REQUIRE(r.status == 0);
+    const Profile p = read_profile(out);
+    CHECK(p.manifest.method == "msd");
+    CHECK(p.manifest.languages == std::vector<std::string>{"fr"});
+  }
+  std::ifstream held(test::scratch_path("msd.heldout.jsonl"));
+  std::string line;
+  int n = 0;
+  while (std::getline(held, line)) {
+    const json j = json::parse(line);
+    CHECK(j.contains("english"));
+    CHECK(j["language"] == "fr");
+    n++;
+  }
+  CHECK(n == 2);  // --holdout 0.2 of 10
+  std::ofstream(q) << json{{"id", "a"}, {"prompt", "x"}, {"english", "y"}}.dump() << "\n"
+                   << json{{"id", "b"}, {"prompt", "z"}}.dump() << "\n";
+  const auto bad = run_tiller_cli(args + " --steps 1");
+  CHECK(bad.status != 0);
+  CHECK(bad.out.find("query b (fr) has no English version") != std::string::npos);
+}
