@@ -186,7 +186,7 @@ TEST_CASE("backward ops: linear's input, weight and bias gradients (F32 and BF16
     int64_t T, N, K;
   };
   for (DType wt : {DType::F32, DType::BF16}) {
-    for (Shape s : {Shape{1, 13, 11}, Shape{7, 37, 29}, Shape{19, 5, 33}, Shape{150, 141, 23}}) {
+    for (Shape s : {Shape{1, 13, 11}, Shape{7, 37, 29}, Shape{19, 5, 33}, Shape{130, 130, 7}}) {
       CAPTURE(dtype_name(wt));
       CAPTURE(s.T);
       const auto xf = randoms(size_t(s.T * s.K), 1), bf = randoms(size_t(s.N), 3), rf = randoms(size_t(s.T * s.N), 4);

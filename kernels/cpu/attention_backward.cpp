@@ -63,9 +63,12 @@ void attention_backward_typed(const float* q, const KvStore& kv, int layer, int6
   const Tensor& Kc = kv.k[size_t(layer)];
   const Tensor& Vc = kv.v[size_t(layer)];
   std::vector<float> lse(size_t(T * H)), delta(size_t(T * H));
+  // Items below ~32K multiply-adds of work in all run on the calling thread (a pool wake-up costs more).
+  const int64_t keys = window > 0 ? std::min<int64_t>(window, b.max_kv_len) : std::max<int32_t>(1, b.max_kv_len / 2);
+  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(1, keys * G * d * 3));
 
   // Pass 1: per (row, KV head), the G query heads of the group.
-  pool.parallel_for(T * Hkv, 1, [&](int64_t i0, int64_t i1) {
+  pool.parallel_for(T * Hkv, grain, [&](int64_t i0, int64_t i1) {
     std::vector<float> kr(static_cast<size_t>(d)), vr(static_cast<size_t>(d)), p;
     for (int64_t item = i0; item < i1; item++) {
       const int64_t t = item / Hkv, hk = item % Hkv;
@@ -103,7 +106,7 @@ void attention_backward_typed(const float* q, const KvStore& kv, int layer, int6
   });
 
   // Pass 2: per (key row, KV head), the queries that see it.
-  pool.parallel_for(T * Hkv, 1, [&](int64_t i0, int64_t i1) {
+  pool.parallel_for(T * Hkv, grain, [&](int64_t i0, int64_t i1) {
     std::vector<float> kr(static_cast<size_t>(d)), vr(static_cast<size_t>(d));
     for (int64_t item = i0; item < i1; item++) {
       const int64_t j = item / Hkv, hk = item % Hkv;

@@ -10,6 +10,11 @@
 namespace tiller::cpu {
 namespace {
 
+// Work (elements touched) below which a loop runs on the calling thread: waking the pool costs a
+// few microseconds, and much more when the machine is busy.
+constexpr int64_t kMinWork = 1 << 15;
+int64_t grain_for(int64_t work_per_item) { return std::max<int64_t>(1, kMinWork / std::max<int64_t>(work_per_item, 1)); }
+
 TILLER_CLONES double dot_double(const float* a, const float* b, int64_t n) {
   double s = 0;
   for (int64_t i = 0; i < n; i++) s += double(a[i]) * double(b[i]);
@@ -61,7 +66,7 @@ TILLER_CLONES void adamw_range(float* p, const float* g, float* m, float* v, int
 void rmsnorm_backward(const float* x, const float* w, float eps, const float* dy, int64_t T, int64_t D, float* dx,
                       float* dw, bool accumulate, ThreadPool& pool) {
   std::vector<float> rstd(static_cast<size_t>(T));
-  pool.parallel_for(T, 4, [&](int64_t t0, int64_t t1) {
+  pool.parallel_for(T, grain_for(4 * D), [&](int64_t t0, int64_t t1) {
     std::vector<float> g(static_cast<size_t>(D));
     for (int64_t t = t0; t < t1; t++) {
       const float* xr = x + t * D;
@@ -74,7 +79,7 @@ void rmsnorm_backward(const float* x, const float* w, float eps, const float* dy
   });
   if (!dw) return;
   // dw[i] += Σ_t dy[t, i] · x[t, i] · rstd[t]: columns split over threads, rows summed in order.
-  pool.parallel_for(D, 64, [&](int64_t i0, int64_t i1) {
+  pool.parallel_for(D, std::max<int64_t>(64, grain_for(2 * T)), [&](int64_t i0, int64_t i1) {
     std::vector<double> acc(size_t(i1 - i0), 0.0);
     for (int64_t t = 0; t < T; t++) {
       const float r = rstd[size_t(t)];
@@ -86,7 +91,7 @@ void rmsnorm_backward(const float* x, const float* w, float eps, const float* dy
 
 void silu_mul_backward(const float* gate, const float* up, const float* dout, float* dgate, float* dup, int64_t n,
                        ThreadPool& pool) {
-  pool.parallel_for(n, 4096, [&](int64_t i0, int64_t i1) {
+  pool.parallel_for(n, kMinWork / 4, [&](int64_t i0, int64_t i1) {
     silu_mul_backward_range(gate + i0, up + i0, dout + i0, dgate + i0, dup + i0, i1 - i0);
   });
 }
@@ -94,14 +99,14 @@ void silu_mul_backward(const float* gate, const float* up, const float* dout, fl
 void embedding_backward(const float* dx, const int32_t* tokens, int64_t T, int64_t D, float* dtable,
                         ThreadPool& pool) {
   // Columns split over threads, so a token that repeats is summed by one thread, in row order.
-  pool.parallel_for(D, 64, [&](int64_t i0, int64_t i1) {
+  pool.parallel_for(D, std::max<int64_t>(64, grain_for(T)), [&](int64_t i0, int64_t i1) {
     for (int64_t t = 0; t < T; t++) add_scaled_range(dtable + int64_t(tokens[t]) * D + i0, dx + t * D + i0, 1.0f, i1 - i0);
   });
 }
 
 void cross_entropy(float* logits, const int32_t* targets, const float* weights, int64_t R, int64_t V, float* loss,
                    ThreadPool& pool) {
-  pool.parallel_for(R, 1, [&](int64_t r0, int64_t r1) {
+  pool.parallel_for(R, grain_for(3 * V), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; r++) {
       float* z = logits + r * V;
       const float mx = *std::max_element(z, z + V);
@@ -134,17 +139,17 @@ double sum_squares(const float* x, int64_t n, ThreadPool& pool) {
 
 void adamw(float* param, const float* grad, float* m, float* v, int64_t n, const Backend::AdamWStep& s,
            ThreadPool& pool) {
-  pool.parallel_for(n, 8192, [&](int64_t i0, int64_t i1) {
+  pool.parallel_for(n, kMinWork / 4, [&](int64_t i0, int64_t i1) {
     adamw_range(param + i0, grad + i0, m + i0, v + i0, i1 - i0, s);
   });
 }
 
 void add_scaled(float* x, const float* y, float alpha, int64_t n, ThreadPool& pool) {
-  pool.parallel_for(n, 16384, [&](int64_t i0, int64_t i1) { add_scaled_range(x + i0, y + i0, alpha, i1 - i0); });
+  pool.parallel_for(n, kMinWork, [&](int64_t i0, int64_t i1) { add_scaled_range(x + i0, y + i0, alpha, i1 - i0); });
 }
 
 void mul(const float* a, const float* b, float* out, int64_t n, ThreadPool& pool) {
-  pool.parallel_for(n, 16384, [&](int64_t i0, int64_t i1) { mul_range(a + i0, b + i0, out + i0, i1 - i0); });
+  pool.parallel_for(n, kMinWork, [&](int64_t i0, int64_t i1) { mul_range(a + i0, b + i0, out + i0, i1 - i0); });
 }
 
 }  // namespace tiller::cpu

@@ -18,7 +18,8 @@ constexpr int64_t kTile = 32;
 template <typename E>
 void transpose(const E* src, int64_t rows, int64_t cols, E* dst, ThreadPool& pool) {
   const int64_t row_tiles = (rows + kTile - 1) / kTile;
-  pool.parallel_for(row_tiles, 1, [&](int64_t b0, int64_t b1) {
+  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 15) / (kTile * std::max<int64_t>(cols, 1)));
+  pool.parallel_for(row_tiles, grain, [&](int64_t b0, int64_t b1) {
     for (int64_t r0 = b0 * kTile; r0 < std::min(rows, b1 * kTile); r0 += kTile) {
       const int64_t r1 = std::min(rows, r0 + kTile);
       for (int64_t c0 = 0; c0 < cols; c0 += kTile) {
@@ -66,7 +67,7 @@ void linear_backward_input(const float* dy, int64_t T, int64_t N, const void* w,
 void linear_backward_weight(const float* dy, const float* x, int64_t T, int64_t N, int64_t K, float* dw, float* dbias,
                             bool accumulate, ThreadPool& pool) {
   if (dbias) {
-    pool.parallel_for(N, 64, [&](int64_t n0, int64_t n1) {
+    pool.parallel_for(N, std::max<int64_t>(64, (int64_t(1) << 15) / std::max<int64_t>(T, 1)), [&](int64_t n0, int64_t n1) {
       for (int64_t n = n0; n < n1; n++) {
         double s = 0;
         for (int64_t t = 0; t < T; t++) s += dy[t * N + n];
