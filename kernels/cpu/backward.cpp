@@ -40,6 +40,24 @@ TILLER_CLONES void silu_mul_backward_range(const float* gate, const float* up, c
   }
 }
 
+// Σ exp(z[i] - shift) in 16 F32 lanes (exp_approx, within 1 ulp), the lanes summed in double.
+TILLER_CLONES double sum_exp(const float* z, int64_t n, float shift) {
+  float acc[16] = {};
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    for (int l = 0; l < 16; l++) acc[l] += exp_approx(z[i + l] - shift);
+  }
+  for (; i < n; i++) acc[i % 16] += exp_approx(z[i] - shift);
+  double s = 0;
+  for (int l = 0; l < 16; l++) s += acc[l];
+  return s;
+}
+
+// z[i] = w · exp(z[i] - shift)
+TILLER_CLONES void scaled_exp(float* z, int64_t n, float shift, float w) {
+  for (int64_t i = 0; i < n; i++) z[i] = w * exp_approx(z[i] - shift);
+}
+
 TILLER_CLONES void add_scaled_range(float* x, const float* y, float alpha, int64_t n) {
   for (int64_t i = 0; i < n; i++) x[i] += alpha * y[i];
 }
@@ -110,14 +128,12 @@ void cross_entropy(float* logits, const int32_t* targets, const float* weights, 
     for (int64_t r = r0; r < r1; r++) {
       float* z = logits + r * V;
       const float mx = *std::max_element(z, z + V);
-      double sum = 0;
-      for (int64_t i = 0; i < V; i++) sum += std::exp(double(z[i]) - double(mx));
-      const double lse = double(mx) + std::log(sum);
+      const double lse = double(mx) + std::log(sum_exp(z, V, mx));
       const int32_t y = targets[r];
       loss[r] = float(lse - double(z[y]));
-      const double w = weights[r];
-      for (int64_t i = 0; i < V; i++) z[i] = float(w * std::exp(double(z[i]) - lse));
-      z[y] -= float(w);
+      const float w = weights[r];
+      scaled_exp(z, V, float(lse), w);
+      z[y] -= w;
     }
   });
 }
