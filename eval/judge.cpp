@@ -5,8 +5,9 @@
 
 namespace tiller::eval {
 
-json Verdict::to_json() const {
-  json j = {{"violation", violation ? json(*violation) : json(nullptr)}, {"score", score ? json(*score) : json(nullptr)}};
+nlohmann::ordered_json Verdict::to_json() const {
+  using oj = nlohmann::ordered_json;
+  oj j = {{"violation", violation ? oj(*violation) : oj(nullptr)}, {"score", score ? oj(*score) : oj(nullptr)}};
   if (!detail.empty()) j["detail"] = detail;
   if (!error.empty()) j["error"] = error;
   return j;

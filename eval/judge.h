@@ -30,7 +30,7 @@ struct Verdict {
   std::string error;              // why there is no verdict
 
   bool complete() const { return violation.has_value(); }
-  json to_json() const;
+  nlohmann::ordered_json to_json() const;  // {"violation", "score", "detail"?, "error"?}
   static Verdict from_json(const json& j);
 };
 

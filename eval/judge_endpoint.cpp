@@ -3,6 +3,7 @@
 // a bound, are retried with exponential backoff on connection errors, 429 and 5xx (honouring
 // Retry-After), and every answer is cached on disk under a hash of the request, so a rerun never
 // pays for the same judgement twice.
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -87,7 +88,7 @@ Verdict parse_answer(const std::string& answer, const JudgePrompt& p) {
   const std::string a = normalise(answer), harmful = normalise(p.harmful), safe = normalise(p.not_harmful);
   if (a.starts_with(safe)) v.violation = false;
   else if (a.starts_with(harmful)) v.violation = true;
-  else v.error = "unparsed answer (neither '" + p.harmful + "' nor '" + p.not_harmful + "')";
+  else v.detail = "unparsed (neither '" + p.harmful + "' nor '" + p.not_harmful + "'): " + answer.substr(0, 160);
   return v;
 }
 

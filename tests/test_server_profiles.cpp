@@ -5,7 +5,11 @@
 #include <future>
 #include <map>
 
+#include "eval/dataset.h"
 #include "serving/scheduler.h"
+#include "serving/language_detect.h"
+#include "serving/profile_routing.h"
+#include "steering/profile_delta.h"
 #include "steering_fixtures.h"
 #include "test_util.h"
 #if TILLER_HAVE_SERVER
@@ -142,24 +146,20 @@ TEST_CASE("routing: MultiJail's ten languages reach their profile (confusion tab
   TILLER_SKIP_UNLESS(test::have_shared(), "../shared is absent (MultiJail)");
   TILLER_SKIP_UNLESS(LanguageDetector::cld2_available(), "built without libcld2");
   const std::vector<std::string> langs = {"en", "zh", "it", "vi", "ar", "ko", "th", "bn", "sw", "jv"};
-  const auto rows = test::read_csv(test::shared_dir() / "data" / "safety" / "multijail" / "MultiJail.csv");
-  REQUIRE(rows.size() == 316);
+  const eval::Dataset set = eval::load_dataset({"multijail", test::shared_dir() / "data" / "safety" / "multijail" / "MultiJail.csv"});
+  REQUIRE(set.items.size() == 3150);
   LanguageDetector d(langs);
   std::map<std::string, std::map<std::string, int>> confusion;
   std::map<std::string, std::array<int, 6>> by_length;  // [short ok, short n, mid ok, mid n, long ok, long n]
-  for (const std::string& lang : langs) {
-    const size_t col = size_t(std::find(rows[0].begin(), rows[0].end(), lang) - rows[0].begin());
-    REQUIRE(col < rows[0].size());
-    for (size_t r = 1; r < rows.size(); r++) {
-      const std::string& text = rows[r][col];
-      const auto g = d.detect(text);
-      const std::string got = g ? g->language : "-";
-      confusion[lang][got]++;
-      const size_t chars = std::count_if(text.begin(), text.end(), [](char c) { return (c & 0xc0) != 0x80; });
-      const int bucket = chars < 40 ? 0 : chars < 100 ? 1 : 2;
-      by_length[lang][size_t(2 * bucket)] += got == lang;
-      by_length[lang][size_t(2 * bucket + 1)]++;
-    }
+  for (const eval::EvalItem& item : set.items) {
+    const std::string& text = item.prompt;
+    const auto g = d.detect(text);
+    const std::string got = g ? g->language : "-";
+    confusion[item.language][got]++;
+    const size_t chars = std::count_if(text.begin(), text.end(), [](char c) { return (c & 0xc0) != 0x80; });
+    const int bucket = chars < 40 ? 0 : chars < 100 ? 1 : 2;
+    by_length[item.language][size_t(2 * bucket)] += got == item.language;
+    by_length[item.language][size_t(2 * bucket + 1)]++;
   }
   std::string table = "lang  correct  confusions                 <40 chars    40-99       >=100\n";
   for (const std::string& lang : langs) {

@@ -5,10 +5,7 @@
 
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <string>
-#include <vector>
 
 namespace tiller::test {
 
@@ -23,37 +20,6 @@ inline std::filesystem::path shared_dir() {
 
 inline bool have_shared() { return std::filesystem::exists(shared_dir() / "models"); }
 
-// The rows of an RFC 4180 CSV file (quoted fields, "" escapes, CRLF or LF, a UTF-8 BOM skipped).
-inline std::vector<std::vector<std::string>> read_csv(const std::filesystem::path& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  if (s.rfind("\xEF\xBB\xBF", 0) == 0) s.erase(0, 3);
-  std::vector<std::vector<std::string>> rows(1);
-  std::string cell;
-  bool quoted = false;
-  for (size_t i = 0; i < s.size(); i++) {
-    const char c = s[i];
-    if (quoted) {
-      if (c != '"') cell += c;
-      else if (i + 1 < s.size() && s[i + 1] == '"') cell += s[++i];
-      else quoted = false;
-    } else if (c == '"') {
-      quoted = true;
-    } else if (c == ',') {
-      rows.back().push_back(std::move(cell));
-      cell.clear();
-    } else if (c == '\n') {
-      rows.back().push_back(std::move(cell));
-      cell.clear();
-      rows.emplace_back();
-    } else if (c != '\r') {
-      cell += c;
-    }
-  }
-  if (!cell.empty() || !rows.back().empty()) rows.back().push_back(std::move(cell));
-  if (rows.back().empty()) rows.pop_back();
-  return rows;
-}
 
 }  // namespace tiller::test
 
