@@ -137,9 +137,10 @@ int main(int argc, char** argv) try {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   const double peak_mb = double(ru.ru_maxrss) / 1024.0;
-  std::printf("%s %s (%s, rank %lld): batch %lld x %lld tokens, %s, %d threads: %.1f tok/s (median of %zu steps), "
+  const std::string what = spec.kind == TrainKind::Full ? "full" : "lora (" + o.targets + ", rank " + std::to_string(o.rank) + ")";
+  std::printf("%s %s: batch %lld x %lld tokens, %s, %d threads: %.1f tok/s (median of %zu steps), "
               "%.1f model GFLOP/s = %.1f%% of the %.1f GFLOP/s GEMM; peak RSS %.0f MB (activations and scratch %.0f MB)\n",
-              o.shape.c_str(), o.train.c_str(), o.targets.c_str(), (long long)o.rank, (long long)o.batch,
+              o.shape.c_str(), what.c_str(), (long long)o.batch,
               (long long)o.seq, std::string(dtype_name(model->weight_dtype())).c_str(), backend.pool().size(), tok_s, step_s.size(), gflops,
               100 * gflops / gemm, gemm, peak_mb, double(scratch) / 1e6);
   if (!o.out.empty()) {
