@@ -200,6 +200,7 @@ std::string CudaBackend::name() const {
 
 int CudaBackend::sm_count() const { return impl_->prop.multiProcessorCount; }
 void* CudaBackend::stream_handle() const { return impl_->stream; }
+void* CudaBackend::cublas_handle() const { return impl_->cublas; }
 size_t CudaBackend::graphs_captured() const { return impl_->n_captured; }
 void CudaBackend::synchronize() { TILLER_CUDA_CHECK(cudaStreamSynchronize(impl_->stream)); }
 
