@@ -46,6 +46,10 @@ Profile read_peft_adapter(const std::filesystem::path& dir) {
   auto flag = [&](const char* key) { return cfg.contains(key) && cfg[key].is_boolean() && cfg[key].get<bool>(); };
   if (flag("use_dora")) fail(where, ": a DoRA adapter (use_dora: true); tiller applies plain LoRA only");
   if (flag("fan_in_fan_out")) fail(where, ": fan_in_fan_out is true (Conv1D layers); Llama, Mistral and Qwen2 use Linear");
+  if (flag("lora_bias")) fail(where, ": lora_bias is true (a trained bias on lora_B); tiller applies plain LoRA only");
+  if (cfg.contains("target_parameters") && !cfg["target_parameters"].is_null() && !cfg["target_parameters"].empty())
+    fail(where, ": target_parameters adapts raw parameters (", cfg["target_parameters"].dump(),
+         "); tiller applies LoRA on Linear modules only");
   const std::string bias = cfg.value("bias", std::string("none"));
   if (bias != "none") fail(where, ": bias is \"", bias, "\": the adapter carries trained biases, which tiller does not apply");
   if (cfg.contains("modules_to_save") && !cfg["modules_to_save"].is_null() && !cfg["modules_to_save"].empty())

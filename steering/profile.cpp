@@ -62,7 +62,7 @@ HostTensor HostTensor::from_f32(const std::vector<float>& values, std::vector<in
   t.dtype = dtype;
   t.shape = std::move(shape);
   TILLER_CHECK(t.numel() == int64_t(values.size()) && is_float(dtype));
-  auto bytes = std::make_shared<std::vector<uint8_t>>(t.nbytes());
+  auto bytes = std::make_shared<std::vector<uint8_t>>(size_t(t.numel()) * dtype_size(dtype));
   tiller::from_f32(dtype, values.data(), bytes->data(), values.size());
   t.data = std::shared_ptr<const void>(bytes, bytes->data());
   return t;

@@ -24,11 +24,10 @@ void merge_profile(Model& model, const Profile& profile) {
       const DType dtype = is_float(w.dtype) ? w.dtype : DType::BF16;
       std::vector<uint8_t> raw(w.nbytes());
       be.download(raw.data(), w.data, raw.size());
-      std::vector<float> merged(size_t(out * in));
-      to_f32(w.dtype, raw.data(), merged.data(), merged.size());
-      for (size_t i = 0; i < merged.size(); i++) merged[i] += dw[i];
-      std::vector<uint8_t> stored(size_t(out * in) * dtype_size(dtype));
-      from_f32(dtype, merged.data(), stored.data(), merged.size());
+      Tensor host = w;
+      host.data = raw.data();
+      host.device = Device::Cpu;
+      std::vector<uint8_t> stored = merged_weight(host, dw, dtype);
       model.replace_projection_weight(m.layer, m.projection, Tensor(stored.data(), dtype, {out, in}));
     }
     std::vector<float> db = bias_delta_f32(profile, m, out);
@@ -43,6 +42,16 @@ void merge_profile(Model& model, const Profile& profile) {
       model.replace_projection_bias(m.layer, m.projection, Tensor(db.data(), DType::F32, {out}));
     }
   }
+}
+
+std::vector<uint8_t> merged_weight(const Tensor& w, const std::vector<float>& dw, DType dtype) {
+  TILLER_CHECK(int64_t(dw.size()) == w.numel(), "ΔW has ", dw.size(), " values for a weight of ", w.shape_string());
+  std::vector<float> merged(dw.size());
+  to_f32(w.dtype, w.data, merged.data(), merged.size());
+  for (size_t i = 0; i < merged.size(); i++) merged[i] += dw[i];
+  std::vector<uint8_t> stored(merged.size() * dtype_size(dtype));
+  from_f32(dtype, merged.data(), stored.data(), merged.size());
+  return stored;
 }
 
 // --- per row -----------------------------------------------------------------------------------------

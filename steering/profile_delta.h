@@ -19,6 +19,10 @@ namespace tiller {
 // Check the profile first (check_profile_fits). Call before the model's first forward.
 void merge_profile(Model& model, const Profile& profile);
 
+// W + ΔW computed in F32 and rounded once to `dtype`: the one merge rule (merge_profile and
+// tiller steer merge).  w: CPU tensor [out, in] of any dtype to_f32 reads, dw [out·in]
+std::vector<uint8_t> merged_weight(const Tensor& w, const std::vector<float>& dw, DType dtype);
+
 // Several profiles applied per row: a row's Batch::adapters entry names its profile (1..n in the
 // order added; 0: none). For each projection, the rows of each profile that touches it are
 // gathered (index_select), multiplied by that profile's delta (linear) and added back
