@@ -43,6 +43,10 @@ Session open_session(const Args& args, bool need_tokenizer, ProfileUse use = Pro
 // The prompt from --tokens (used as given) or --prompt (tokenized with BOS as the model adds it).
 std::vector<int32_t> prompt_tokens(const Args& args, const Session& session);
 
+// A --layers spec: "all", "last", "3", "0-3", "0,2,5-7", "8-last" -> layer indices in the order
+// given, each checked against [0, n_layers) (an Error naming the model's range when outside).
+std::vector<int> parse_layers(const std::string& spec, int64_t n_layers);
+
 // Decoding settings from the sampling flags, defaulting to generation_config.json as HF does
 // (greedy unless it sets do_sample; --temperature > 0 turns sampling on).
 GenerateOptions generate_options(const Args& args, const GenerationDefaults& gen, const ModelConfig& config);

@@ -244,7 +244,7 @@ TEST_CASE("datasets: bad input is a clear error") {
   CHECK(error_of([&] { load_dataset({"csv", dir / "header.csv"}); }).find("no data rows") != std::string::npos);
   write_file(dir / "nocol.csv", "prompt,x\nhi,1\n");
   CHECK(error_of([&] { load_dataset({"csv", dir / "nocol.csv"}); }).find("no 'question' column") != std::string::npos);
-  write_file(dir / "bad.jsonl", "{\"prompt\": \"a\"}\n{\"text\": \"b\"}\n");
+  write_file(dir / "bad.jsonl", "{\"prompt\": \"a\"}\n{\"question\": \"b\"}\n");
   CHECK(error_of([&] { load_dataset({"jsonl", dir / "bad.jsonl"}); }).find("bad.jsonl:2: each line needs") != std::string::npos);
   write_file(dir / "empty.jsonl", "\n\n");
   CHECK(error_of([&] { load_dataset({"jsonl", dir / "empty.jsonl"}); }).find("no prompts found") != std::string::npos);
