@@ -167,30 +167,6 @@ int run_probe(const Args& args) {
            "; Δ compares the same layers, so the reference must have as many");
   }
 
-  // Everything that changes the numbers: a journal written under other settings is refused.
-  ojson profiles = ojson::array();
-  for (const std::string& v : args.values("--profile")) profiles.push_back(v);
-  const ojson settings = {{"model", s.model_dir},
-                         {"model_fingerprint", model_fingerprint(*s.model)},
-                         {"profiles", profiles},
-                         {"systems", systems},
-                         {"reference", reference_dir},
-                         {"data", args.str("--data")},
-                         {"languages", languages},
-                         {"limit", limit},
-                         {"layers", opt.tap.layers},
-                         {"pool", pool},
-                         {"norm", norm},
-                         {"pca", opt.separation.components},
-                         {"ridge", opt.separation.ridge},
-                         {"silhouette_sample", opt.silhouette_cap},
-                         {"seed", opt.seed},
-                         {"scatter_layers", opt.scatter_layers}};
-  ProbeJournal journal(out_dir, settings);
-  if (journal.resumed())
-    std::fprintf(stderr, "tiller probe: resuming from %s (%zu system × language results done)\n", journal.path().c_str(),
-                 journal.resumed());
-
   const std::vector<ProbeLanguage> tokenized = tokenize_probe_languages(data, languages, *s.tokenizer, c.max_position_embeddings);
   int64_t total = 0, items = 0;
   for (const ProbeLanguage& l : tokenized) {
@@ -198,6 +174,31 @@ int run_probe(const Args& args) {
     items += int64_t(l.harmful.size() + l.harmless.size());
   }
   total = items * int64_t(systems.size() + (reference_dir.empty() ? 0 : 1));
+
+  // Everything that changes the numbers: a journal written under other settings is refused.
+  ojson profiles = ojson::array();
+  for (const std::string& v : args.values("--profile")) profiles.push_back(v);
+  const ojson settings = {{"model", s.model_dir},
+                          {"model_fingerprint", model_fingerprint(*s.model)},
+                          {"profiles", profiles},
+                          {"systems", systems},
+                          {"reference", reference_dir},
+                          {"data", args.str("--data")},
+                          {"languages", languages},
+                          {"limit", limit},
+                          {"layers", opt.tap.layers},
+                          {"pool", pool},
+                          {"norm", norm},
+                          {"pca", opt.separation.components},
+                          {"ridge", opt.separation.ridge},
+                          {"silhouette_sample", opt.silhouette_cap},
+                          {"seed", opt.seed},
+                          {"scatter_layers", opt.scatter_layers}};
+  ProbeJournal journal(out_dir, settings);
+  if (journal.resumed())
+    std::fprintf(stderr, "tiller probe: resuming from %s (%zu system × language results done)\n", journal.path().c_str(),
+                 journal.resumed());
+
   std::fprintf(stderr, "tiller probe: %zu languages, %lld items, %zu layers, systems: ", tokenized.size(), (long long)items,
                opt.tap.layers.size());
   for (const auto& name : systems) std::fprintf(stderr, "%s ", name.c_str());

@@ -76,7 +76,7 @@ ProbeLanguageResult probe_language(Model& model, ProjectionDelta* delta, const s
     const auto& items = cls == 0 ? lang.harmful : lang.harmless;
     for (size_t i = 0; i < items.size(); i++) {
       for (size_t s = 0; s < S; s++) {
-        runs.push_back({items[i], int32_t(s)});
+        runs.push_back({items[i], int32_t(s), s > 0});
         what.push_back({cls, i, s});
       }
     }

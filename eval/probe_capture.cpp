@@ -2,6 +2,7 @@
 #include "eval/probe_capture.h"
 
 #include <algorithm>
+#include <memory>
 #include <unordered_map>
 
 #include "engine/error.h"
@@ -51,7 +52,7 @@ void capture_pooled_states(Model& model, ProjectionDelta* delta, std::span<const
   // Room for a full batch, with up to twice its blocks for partly filled ones.
   const int64_t rows_cap = std::max(tap.batch_tokens, longest);
   KvCacheOptions kv_opt = model.kv_cache_options(rows_cap, 2);
-  KvCache kv(model.backend(), kv_opt);
+  auto kv = std::make_unique<KvCache>(model.backend(), kv_opt);
 
   std::unordered_map<SeqId, int64_t> run_of;     // this forward's sequences -> run
   std::unordered_map<SeqId, int32_t> last_of;    // -> position of its last token
@@ -77,18 +78,31 @@ void capture_pooled_states(Model& model, ProjectionDelta* delta, std::span<const
     run_of.clear();
     last_of.clear();
     while (next < int64_t(runs.size())) {
-      const PromptRun& r = runs[size_t(next)];
-      const int64_t T = int64_t(r.tokens.size()), need = blocks_for(T, kv_opt.block_size);
-      if (next > first && (batch.size() + T > rows_cap || blocks + need > kv_opt.n_blocks)) break;
-      const SeqId seq = kv.create();
-      run_of[seq] = next;
-      last_of[seq] = int32_t(T - 1);
-      for (int64_t t = 0; t < T; t++)  // the final norm only sees logit rows: all of them for a mean
-        batch.add(r.tokens[size_t(t)], seq, int32_t(t), final_norm && (!last || t == T - 1), r.adapter);
+      // The next group: a run and those that go with it.
+      int64_t end = next + 1, rows = int64_t(runs[size_t(next)].tokens.size());
+      int64_t need = blocks_for(rows, kv_opt.block_size);
+      while (end < int64_t(runs.size()) && runs[size_t(end)].with_previous) {
+        rows += int64_t(runs[size_t(end)].tokens.size());
+        need += blocks_for(int64_t(runs[size_t(end)].tokens.size()), kv_opt.block_size);
+        end++;
+      }
+      if (next > first && (batch.size() + rows > rows_cap || blocks + need > kv_opt.n_blocks)) break;
+      if (next == first && need > kv_opt.n_blocks) {  // one group larger than the cache: make room
+        kv_opt.n_blocks = need;
+        kv = std::make_unique<KvCache>(model.backend(), kv_opt);
+      }
+      for (; next < end; next++) {
+        const PromptRun& r = runs[size_t(next)];
+        const int64_t T = int64_t(r.tokens.size());
+        const SeqId seq = kv->create();
+        run_of[seq] = next;
+        last_of[seq] = int32_t(T - 1);
+        for (int64_t t = 0; t < T; t++)  // the final norm only sees logit rows: all of them for a mean
+          batch.add(r.tokens[size_t(t)], seq, int32_t(t), final_norm && (!last || t == T - 1), r.adapter);
+      }
       blocks += need;
-      next++;
     }
-    model.forward(batch, kv, opt);
+    model.forward(batch, *kv, opt);
 
     const int64_t n = next - first;
     for (size_t slot = 0; slot < tap.layers.size(); slot++) {
@@ -114,7 +128,7 @@ void capture_pooled_states(Model& model, ProjectionDelta* delta, std::span<const
     }
     resid.clear();
     head.clear();
-    for (const auto& [seq, run] : run_of) kv.release(seq);
+    for (const auto& [seq, run] : run_of) kv->release(seq);
     if (progress) progress(next);
   }
 }

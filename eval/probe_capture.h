@@ -5,7 +5,7 @@
 //
 // Prompts are packed whole into ragged batches of up to `batch_tokens` rows; each run names an
 // adapter (0: the model as loaded, 1..n: a ProfileSet's profiles), so a base model and its
-// steering profiles share every forward.
+// steering profiles share every forward (a prompt's runs always the same one).
 #pragma once
 
 #include <cstdint>
@@ -35,6 +35,9 @@ HookPoint tap_point(const StateTap& tap, int layer, int64_t n_layers);
 struct PromptRun {
   std::span<const int32_t> tokens;  // [T] the prompt, BOS included when the model adds one
   int32_t adapter = 0;              // the ProfileSet adapter its rows name (0: none)
+  // Runs in the same forward as the previous run: one prompt's systems share a batch, so the
+  // layers a profile does not touch are computed identically for each (same kernels, same shapes).
+  bool with_previous = false;
 };
 
 // sink(run, layer slot (index into tap.layers), pooled state [D]).
