@@ -136,7 +136,7 @@ class Svg {
   }
   void count_mark() { marks_++; }
   std::string finish() const {
-    return "<svg class=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" id=\"" + escape(id_) + "\" data-marks=\"" +
+    return "<svg class=\"chart\" id=\"" + escape(id_) + "\" data-marks=\"" +
            std::to_string(marks_) + "\" data-title=\"" + escape(title_) + "\" viewBox=\"0 0 " + std::to_string(w_) + " " +
            std::to_string(h_) + "\" width=\"" + std::to_string(w_) + "\" height=\"" + std::to_string(h_) +
            "\" role=\"img\" aria-label=\"" + escape(title_) + "\"><title>" + escape(title_) + "</title>" + body_ + "</svg>";

@@ -31,6 +31,11 @@ struct BrowserRender {
   std::string dom;
 };
 
+// Where tests leave screenshots for a person to look at: <build>/test-artifacts.
+inline std::filesystem::path artifacts_dir() {
+  return std::filesystem::path(TILLER_BINARY).parent_path() / "test-artifacts";
+}
+
 inline std::string find_chromium() {
   if (const char* env = std::getenv("TILLER_CHROMIUM")) return env;
   for (const char* name : {"chromium", "chromium-browser", "google-chrome"}) {

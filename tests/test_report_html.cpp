@@ -123,7 +123,7 @@ TEST_CASE("report_html: every chart draws its marks in headless Chromium") {
   const auto dir = tiller::test::scratch_path("report-html");
   std::filesystem::create_directories(dir);
   page.write(dir / "report.html");
-  const auto r = tiller::test::render_in_chromium(dir / "report.html", "test-artifacts/report_html.png");
+  const auto r = tiller::test::render_in_chromium(dir / "report.html", tiller::test::artifacts_dir() / "report_html.png");
   std::filesystem::remove_all(dir);
   TILLER_SKIP_UNLESS(r.available, r.why);
   tiller::test::check_charts_drawn(r, 4);

@@ -15,20 +15,13 @@
 #include "steering/soteria.h"
 #include "test_backends.h"
 #include "cli_run.h"
+#include "steering_fixtures.h"
 #include "test_util.h"
 
 using namespace tiller;
+using namespace tiller::test::steering;
 
 namespace {
-
-std::filesystem::path base_dir() { return test::fixtures_dir() / "models" / "llama_gqa"; }
-std::filesystem::path steering_dir() { return test::fixtures_dir() / "steering"; }
-
-std::vector<int32_t> prompt(int i) {
-  const auto ref = SafetensorsFile::open(base_dir() / "reference.safetensors");
-  const Tensor t = ref->view("prompt." + std::to_string(i) + ".tokens");
-  return {t.ptr<int32_t>(), t.ptr<int32_t>() + t.numel()};
-}
 
 // Every position's logits of one prompt, its rows tagged with `adapter`.  [T, V]
 std::vector<float> logits(Model& model, const std::vector<int32_t>& ids, ProjectionDelta* delta = nullptr,
@@ -81,37 +74,6 @@ void check_profile_against(const Profile& profile, const std::string& file, cons
   }
 }
 
-Profile soteria_fixture_profile() {
-  auto backend = make_backend("cpu", 1);
-  const auto base = Model::load(base_dir(), *backend);
-  const auto harmful = Model::load(steering_dir() / "llama_gqa_harmful", *backend);
-  SoteriaOptions o;
-  o.heads = read_head_list(steering_dir() / "heads.json", 4, 8);
-  o.scale = 1.35;
-  o.languages = {"xx"};
-  o.base_name = "llama_gqa";
-  return build_soteria_profile(*base, *harmful, o);
-}
-
-// The dense and bias deltas of dense_bias.safetensors as an in-memory profile of the base.
-Profile dense_bias_profile() {
-  const auto file = SafetensorsFile::open(steering_dir() / "dense_bias.safetensors");
-  auto host = [&](const std::string& name) {
-    const Tensor t = file->view(name);
-    std::vector<float> v(t.ptr<float>(), t.ptr<float>() + t.numel());
-    std::vector<int64_t> shape(t.shape.begin(), t.shape.begin() + t.rank);
-    return HostTensor::from_f32(v, shape, DType::F32);
-  };
-  auto backend = make_backend("cpu", 1);
-  const auto base = Model::load(base_dir(), *backend);
-  Profile p;
-  p.manifest.method = "test";
-  p.manifest.base_fingerprint = model_fingerprint(*base);
-  p.deltas.push_back({DeltaKind::Dense, {1, Projection::Q}, host("model.layers.1.self_attn.q_proj.weight.delta"), {}, {}, 1.0f});
-  p.deltas.push_back({DeltaKind::Bias, {2, Projection::Down}, host("model.layers.2.mlp.down_proj.bias.delta"), {}, {}, 1.0f});
-  return p;
-}
-
 }  // namespace
 
 TEST_CASE("steering: Soteria's profile equals HF's steered model (weights bit for bit, logits merged and per row)") {
@@ -154,7 +116,7 @@ TEST_CASE("steering: profile files round-trip, and the manifest records what mad
 }
 
 TEST_CASE("steering: a PEFT LoRA adapter gives PEFT's logits (merged and per row)") {
-  const Profile p = read_peft_adapter(steering_dir() / "peft_lora");
+  const Profile p = peft_profile();
   CHECK(p.deltas.size() == 16);  // q, v, o, down in 4 layers
   for (const WeightDelta& d : p.deltas) {
     CHECK(d.kind == DeltaKind::LowRank);
@@ -165,7 +127,7 @@ TEST_CASE("steering: a PEFT LoRA adapter gives PEFT's logits (merged and per row
 }
 
 TEST_CASE("steering: PEFT adapters round-trip through tiller's writer") {
-  const Profile p = read_peft_adapter(steering_dir() / "peft_lora");
+  const Profile p = peft_profile();
   const auto dir = test::scratch_path("peft_out");
   write_peft_adapter(p, dir, "llama_gqa");
   const Profile q = read_peft_adapter(dir);
@@ -183,7 +145,7 @@ TEST_CASE("steering: dense and bias deltas equal torch's weight edit and residua
 }
 
 TEST_CASE("steering: one batch of base and three profiles equals each run alone") {
-  const std::vector<Profile> profiles = {soteria_fixture_profile(), read_peft_adapter(steering_dir() / "peft_lora"),
+  const std::vector<Profile> profiles = {soteria_fixture_profile(), peft_profile(),
                                          dense_bias_profile()};
   for (const std::string fixture : {"llama_gqa", "llama_gqa_bf16"}) {
     CAPTURE(fixture);
