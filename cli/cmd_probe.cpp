@@ -13,6 +13,8 @@
 #include "eval/probe.h"
 #include "eval/probe_output.h"
 #include "eval/probe_report.h"
+#include "eval/prompt_format.h"
+#include "serving/served_model.h"
 #include "steering/model_fingerprint.h"
 
 namespace tiller::cli {
@@ -34,7 +36,13 @@ const Command& probe_command() {
                "labelled prompts: polyrefuse:DIR (harmful vs harmless test splits) or jsonl:FILE ({\"text\" or "
                "\"prompt\", \"label\": 1 harmful / 0 not, \"language\"}); also any other tiller eval set with both classes",
                ""},
-              {"--languages", "", "LIST", "languages to probe, comma-separated (each must have both classes)",
+              {"--prompt-format", "", "FORMAT",
+               "raw (the text, BOS as the tokenizer adds it: METHODS §6), chat (the model's template, one user turn) or "
+               "soteria (Soteria's per-language instruction glued to the text)",
+               "raw"},
+              {"--system", "", "TEXT", "a system message (chat format)", "none"},
+              {"--chat-template", "", "NAME|FILE", "the chat template for --prompt-format chat", "the model's"},
+              {"--languages", "-l", "LIST", "languages to probe, comma-separated (each must have both classes)",
                "every language with both classes"},
               {"--layers", "", "SPEC", "layers: all, last, 3, 0-5, 0,4,8-last (layer l: the residual stream after block l)", "all"},
               {"--pool", "", "mean|last", "a prompt's state: mean over its tokens (BOS included) or its last token", "mean"},
@@ -167,7 +175,17 @@ int run_probe(const Args& args) {
            "; Δ compares the same layers, so the reference must have as many");
   }
 
-  const std::vector<ProbeLanguage> tokenized = tokenize_probe_languages(data, languages, *s.tokenizer, c.max_position_embeddings);
+  const PromptFormat format = parse_prompt_format(args.str("--prompt-format", "raw"));
+  auto prompt_tokens_of = [&](const Model& model, const Tokenizer* tokenizer, const std::string& dir) {
+    const int64_t ctx = model.config().max_position_embeddings;
+    const serving::ServedModel served =
+        serving::describe_model(model, tokenizer, dir, fs::path(dir).filename().string(), ctx, args.str("--chat-template"));
+    const PromptBuilder builder(served, format, args.str("--system"));
+    builder.check(data.items);
+    return std::make_pair(builder.describe(),
+                          tokenize_probe_languages(data, languages, [&](const EvalItem& i) { return builder.tokens(i); }, ctx));
+  };
+  const auto [prompt_format, tokenized] = prompt_tokens_of(*s.model, s.tokenizer.get(), s.model_dir);
   int64_t total = 0, items = 0;
   for (const ProbeLanguage& l : tokenized) {
     check_probe_language(l, opt.separation.components, c.hidden_size);
@@ -184,6 +202,7 @@ int run_probe(const Args& args) {
                           {"systems", systems},
                           {"reference", reference_dir},
                           {"data", args.str("--data")},
+                          {"prompt_format", prompt_format},
                           {"languages", languages},
                           {"limit", limit},
                           {"layers", opt.tap.layers},
@@ -212,9 +231,8 @@ int run_probe(const Args& args) {
     s.model.reset();  // one model in memory at a time
     auto reference = Model::load(reference_dir, *s.backend);
     const auto tokenizer = load_tokenizer(reference_dir);
-    const ModelConfig& rc = reference->config();
-    const std::vector<ProbeLanguage> ref_tokens = tokenize_probe_languages(data, languages, *tokenizer, rc.max_position_embeddings);
-    for (const ProbeLanguage& l : ref_tokens) check_probe_language(l, opt.separation.components, rc.hidden_size);
+    const std::vector<ProbeLanguage> ref_tokens = prompt_tokens_of(*reference, tokenizer.get(), reference_dir).second;
+    for (const ProbeLanguage& l : ref_tokens) check_probe_language(l, opt.separation.components, reference->config().hidden_size);
     probe_model(*reference, nullptr, {kReferenceSystem}, ref_tokens, opt, journal, bar, done, total);
     systems.push_back(kReferenceSystem);
   }

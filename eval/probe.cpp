@@ -9,14 +9,15 @@
 namespace tiller::eval {
 
 std::vector<ProbeLanguage> tokenize_probe_languages(const Dataset& dataset, const std::vector<std::string>& languages,
-                                                    const Tokenizer& tokenizer, int64_t context) {
+                                                    const std::function<std::vector<int32_t>(const EvalItem&)>& tokens,
+                                                    int64_t context) {
   std::vector<ProbeLanguage> out;
   for (const std::string& language : languages) {
     ProbeLanguage l;
     l.language = language;
     for (const EvalItem& item : dataset.items) {
       if (item.language != language) continue;
-      std::vector<int32_t> ids = tokenizer.encode(item.prompt);
+      std::vector<int32_t> ids = tokens(item);
       if (ids.empty())
         fail(dataset.kind, " item ", item.id, " (", language, ", ", item.split(), ") is empty after tokenization");
       if (int64_t(ids.size()) > context)

@@ -13,7 +13,6 @@
 #include <string>
 #include <vector>
 
-#include "engine/tokenizer/tokenizer.h"
 #include "eval/dataset.h"
 #include "eval/probe_capture.h"
 #include "eval/probe_stats.h"
@@ -53,11 +52,11 @@ struct ProbeLanguageResult {
   std::vector<ProbeScatter> scatters;  // [systems × scatter layers]
 };
 
-// The dataset's items of each language, tokenized as the model reads a prompt (BOS as its
-// tokenizer adds it; raw text, no chat template). An item longer than `context` tokens, or empty,
-// is an Error naming it.
+// The dataset's items of each language as prompt tokens (`tokens`: e.g. a PromptBuilder's). An
+// item longer than `context` tokens, or empty, is an Error naming it.
 std::vector<ProbeLanguage> tokenize_probe_languages(const Dataset& dataset, const std::vector<std::string>& languages,
-                                                    const Tokenizer& tokenizer, int64_t context);
+                                                    const std::function<std::vector<int32_t>(const EvalItem&)>& tokens,
+                                                    int64_t context);
 
 // Refuses what cannot give metrics, before any forward: a class with fewer than 2 items, fewer
 // items than PCA components + 1, more components than the hidden size; names the language and

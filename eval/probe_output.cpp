@@ -2,11 +2,10 @@
 #include "eval/probe_output.h"
 
 #include <algorithm>
-#include <cstdio>
-#include <fstream>
 #include <map>
 
 #include "engine/error.h"
+#include "eval/jsonl_file.h"
 #include "steering/activation_capture.h"
 
 namespace tiller::eval {
@@ -121,38 +120,30 @@ void write_probe_metrics(const fs::path& dir, const ojson& settings, const std::
 }
 
 ProbeJournal::ProbeJournal(const fs::path& dir, const ojson& settings) : path_(dir / "probe-journal.jsonl") {
-  std::string kept = ojson({{"settings", settings}}).dump() + "\n";
-  if (!fs::exists(path_)) {
-    fs::create_directories(dir);
-    write_text_file(path_, kept);
-    return;
-  }
-  std::ifstream in(path_);
-  std::string line;
-  for (size_t line_no = 1; std::getline(in, line); line_no++) {
+  fs::create_directories(dir);
+  // Complete lines only: a line cut short by an interruption is cut off, and what it held redone.
+  const std::vector<std::string> lines = read_jsonl_lines(path_, true);
+  if (lines.empty()) write_text_file(path_, ojson({{"settings", settings}}).dump() + "\n");
+  for (size_t i = 0; i < lines.size(); i++) {
     ojson j;
     try {
-      j = ojson::parse(line);
-    } catch (const ojson::parse_error&) {
-      // A line cut short by an interruption: everything before it stands; what it held is redone.
-      std::fprintf(stderr, "tiller probe: %s line %zu is incomplete; redoing what it held\n", path_.string().c_str(), line_no);
-      break;
+      j = ojson::parse(lines[i]);
+    } catch (const ojson::parse_error& e) {
+      fail(path_.string(), ":", i + 1, ": malformed JSON (", e.what(), "); give another --out, or delete the journal to start over");
     }
-    if (line_no == 1) {
-      if (!j.is_object() || !j.contains("settings"))
-        fail(path_.string(), ": not a probe journal (its first line has no \"settings\"); give another --out");
-      const std::string diff = first_difference(j["settings"], settings);
-      if (!diff.empty())
-        fail(path_.string(), ": this folder holds a probe run with other settings (", diff, ": ",
-             j["settings"].value(diff, ojson()).dump(), " there, ", settings.value(diff, ojson()).dump(),
-             " now); give another --out, or delete the journal to start over");
+    if (i > 0) {
+      take(j);
+      resumed_++;
       continue;
     }
-    take(j);
-    kept += line + "\n";
-    resumed_++;
+    if (!j.is_object() || !j.contains("settings"))
+      fail(path_.string(), ": not a probe journal (its first line has no \"settings\"); give another --out");
+    const std::string diff = first_difference(j["settings"], settings);
+    if (!diff.empty())
+      fail(path_.string(), ": this folder holds a probe run with other settings (", diff, ": ",
+           j["settings"].value(diff, ojson()).dump(), " there, ", settings.value(diff, ojson()).dump(),
+           " now); give another --out, or delete the journal to start over");
   }
-  write_text_file(path_, kept);  // without a torn last line, so appends continue a well-formed file
 }
 
 bool ProbeJournal::done(const std::string& system, const std::string& language) const {
@@ -183,14 +174,12 @@ void ProbeJournal::record(const ProbeLanguageResult& result) {
   for (const ProbeScatter& s : result.scatters)
     by_system.at(s.system)["scatters"].push_back(
         {{"system", s.system}, {"language", s.language}, {"layer", s.layer}, {"xy", s.xy}, {"harmful", s.harmful}});
-  std::ofstream out(path_, std::ios::app);
-  if (!out) fail(path_.string(), ": cannot open for appending");
+  JsonlAppender out(path_);
   for (const std::string& system : order) {
     if (done(system, by_system[system]["language"])) continue;  // recorded before an interruption
-    out << by_system[system].dump() << "\n";
+    out.append(by_system[system].dump());
     take(by_system[system]);
   }
-  if (!out.flush()) fail(path_.string(), ": write failed (disk full?)");
 }
 
 }  // namespace tiller::eval

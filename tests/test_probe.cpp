@@ -272,7 +272,7 @@ TEST_CASE("probe: tiller probe end to end on stories260K (profile, reference, ou
   write_file(out / "probe-journal.jsonl", journal);
   const test::CliRun torn = test::run_tiller_cli(cmd);
   REQUIRE_MESSAGE(torn.status == 0, torn.out);
-  CHECK(torn.out.find("is incomplete; redoing") != std::string::npos);
+  CHECK(torn.out.find("(5 system × language results done)") != std::string::npos);
   CHECK(file_text(out / "metrics.json") == before);
 
   // Other settings in the same folder are refused.
