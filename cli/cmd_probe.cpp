@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
-#include <sstream>
+#include <map>
 
 #include "cli/commands.h"
 #include "cli/common.h"
@@ -41,6 +41,7 @@ const Command& probe_command() {
                "soteria (Soteria's per-language instruction glued to the text)",
                "raw"},
               {"--system", "", "TEXT", "a system message (chat format)", "none"},
+              {"--soteria-instruction", "", "LANG=TEXT", "add or replace Soteria's instruction for a language; repeatable", ""},
               {"--chat-template", "", "NAME|FILE", "the chat template for --prompt-format chat", "the model's"},
               {"--languages", "-l", "LIST", "languages to probe, comma-separated (each must have both classes)",
                "every language with both classes"},
@@ -62,16 +63,6 @@ const Command& probe_command() {
       "Example:\n  tiller probe -m ./aligned --reference ./base --profile bn=soteria-bn.safetensors \\\n"
       "    --data polyrefuse:../shared/data/safety/polyrefuse --languages en,th,yo --limit 200 --out probe/"};
   return c;
-}
-
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    if (!item.empty()) out.push_back(item);
-  }
-  return out;
 }
 
 std::vector<int> sorted_unique(std::vector<int> v) {
@@ -176,11 +167,12 @@ int run_probe(const Args& args) {
   }
 
   const PromptFormat format = parse_prompt_format(args.str("--prompt-format", "raw"));
+  const std::map<std::string, std::string> instructions = soteria_instructions(args);
   auto prompt_tokens_of = [&](const Model& model, const Tokenizer* tokenizer, const std::string& dir) {
     const int64_t ctx = model.config().max_position_embeddings;
     const serving::ServedModel served =
         serving::describe_model(model, tokenizer, dir, fs::path(dir).filename().string(), ctx, args.str("--chat-template"));
-    const PromptBuilder builder(served, format, args.str("--system"));
+    const PromptBuilder builder(served, format, args.str("--system"), instructions);
     builder.check(data.items);
     return std::make_pair(builder.describe(),
                           tokenize_probe_languages(data, languages, [&](const EvalItem& i) { return builder.tokens(i); }, ctx));

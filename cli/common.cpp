@@ -177,6 +177,31 @@ std::vector<int32_t> prompt_tokens(const Args& args, const Session& session) {
   return ids;
 }
 
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    size_t end = s.find(',', start);
+    if (end == std::string::npos) end = s.size();
+    std::string item = s.substr(start, end - start);
+    item.erase(0, item.find_first_not_of(' '));
+    item.erase(item.find_last_not_of(' ') + 1);
+    if (!item.empty()) out.push_back(item);
+    start = end + 1;
+  }
+  return out;
+}
+
+std::map<std::string, std::string> soteria_instructions(const Args& args) {
+  std::map<std::string, std::string> instructions;
+  for (const auto& v : args.values("--soteria-instruction")) {
+    const size_t eq = v.find('=');
+    if (eq == std::string::npos || eq == 0) throw UsageError{"--soteria-instruction expects LANG=TEXT, found '" + v + "'"};
+    instructions[v.substr(0, eq)] = v.substr(eq + 1);
+  }
+  return instructions;
+}
+
 std::vector<int> parse_layers(const std::string& spec, int64_t L) {
   std::vector<int> out;
   if (spec == "all") {

@@ -282,6 +282,47 @@ TEST_CASE("probe: tiller probe end to end on stories260K (profile, reference, ou
   fs::remove_all(dir);
 }
 
+TEST_CASE("probe: prompt formats (raw by default, chat through a template, soteria with given instructions)") {
+  TILLER_SKIP_UNLESS(test::have_shared(), "../shared not found");
+  TILLER_SKIP_WITHOUT_TOKENIZERS();
+  const fs::path dir = test::scratch_path("probe-formats");
+  fs::create_directories(dir);
+  write_probe_jsonl(dir / "data.jsonl", false);
+  const std::string base = "probe --model " + stories_dir().string() + " --device cpu --threads 2 -q --data jsonl:" +
+                           (dir / "data.jsonl").string() + " --languages aa --pca 3 --layers 1,last";
+  auto run = [&](const std::string& name, const std::string& flags) {
+    const test::CliRun r = test::run_tiller_cli(base + flags + " --out " + (dir / name).string());
+    REQUIRE_MESSAGE(r.status == 0, r.out);
+    return read_json_file(dir / name / "metrics.json");
+  };
+  const json raw = run("raw", ""), chat = run("chat", " --prompt-format chat --chat-template llama2 --system 'Be kind.'");
+  CHECK(raw["settings"]["prompt_format"]["format"] == "raw");
+  CHECK(chat["settings"]["prompt_format"]["format"] == "chat");
+  CHECK(chat["settings"]["prompt_format"]["chat_template"] == "llama2");
+  CHECK(chat["settings"]["prompt_format"]["system"] == "Be kind.");
+  REQUIRE(raw["rows"].size() == 2);
+  REQUIRE(chat["rows"].size() == 2);
+  // The template wraps every prompt in the same tokens: other states, other separation.
+  for (size_t i = 0; i < 2; i++) CHECK(raw["rows"][i]["silhouette"] != chat["rows"][i]["silhouette"]);
+
+  // Soteria's instructions cover real languages only: a toy code needs one given.
+  const test::CliRun missing = test::run_tiller_cli(base + " --prompt-format soteria --out " + (dir / "s0").string());
+  CHECK(missing.status != 0);
+  CHECK(missing.out.find("no instruction for aa") != std::string::npos);
+  CHECK(missing.out.find("--soteria-instruction") != std::string::npos);
+  const json soteria = run("s1", " --prompt-format soteria --soteria-instruction 'aa=Only answer the question. '");
+  CHECK(soteria["settings"]["prompt_format"]["instructions"]["aa"] == "Only answer the question. ");
+  CHECK(soteria["rows"][0]["silhouette"] != raw["rows"][0]["silhouette"]);
+
+  const test::CliRun system_raw = test::run_tiller_cli(base + " --system hi --out " + (dir / "s2").string());
+  CHECK(system_raw.status != 0);
+  CHECK(system_raw.out.find("--system applies to the chat format only") != std::string::npos);
+  const test::CliRun bad = test::run_tiller_cli(base + " --soteria-instruction aa --out " + (dir / "s3").string());
+  CHECK(bad.status != 0);
+  CHECK(bad.out.find("--soteria-instruction expects LANG=TEXT, found 'aa'") != std::string::npos);
+  fs::remove_all(dir);
+}
+
 TEST_CASE("probe: PolyRefuse on stories260K, and bad input as clear errors") {
   TILLER_SKIP_UNLESS(test::have_shared(), "../shared not found");
   TILLER_SKIP_WITHOUT_TOKENIZERS();
