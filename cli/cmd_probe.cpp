@@ -24,17 +24,29 @@ namespace {
 namespace fs = std::filesystem;
 using namespace tiller::eval;
 
+// The model flags as probe reads them: named profiles are systems probed beside the model.
+std::vector<Flag> probe_model_flags() {
+  std::vector<Flag> flags = model_flags();
+  for (Flag& f : flags) {
+    if (f.name == "--profile")
+      f.help = "NAME=FILE: a steering profile probed beside the model (rows of the same forwards), repeatable; "
+               "FILE alone: merged into the weights, the system named after the file";
+  }
+  return flags;
+}
+
 const Command& probe_command() {
   static const Command c{
       "probe",
       "measure how far each language's harmful and harmless prompts separate in the hidden states (METHODS §6)",
       "tiller probe --model DIR [--profile NAME=FILE ...] [--reference DIR] --data KIND:PATH [options] --out DIR",
-      model_flags() +
+      probe_model_flags() +
           std::vector<Flag>{
               {"--reference", "", "DIR", "reference model (e.g. before alignment); adds Δ = metric − reference metric", ""},
               {"--data", "", "KIND:PATH",
                "labelled prompts: polyrefuse:DIR (harmful vs harmless test splits) or jsonl:FILE ({\"text\" or "
-               "\"prompt\", \"label\": 1 harmful / 0 not, \"language\"}); also any other tiller eval set with both classes",
+               "\"prompt\" or \"messages\", \"label\": 1 or \"harmful\" / 0 or \"benign\", \"language\"}); also any other tiller "
+               "eval set with both classes",
                ""},
               {"--prompt-format", "", "FORMAT",
                "raw (the text, BOS as the tokenizer adds it: METHODS §6), chat (the model's template, one user turn) or "

@@ -160,11 +160,14 @@ Dataset load_prompt_jsonl(const fs::path& path, const std::string& default_langu
     if (j.contains("harmful")) {
       if (!j["harmful"].is_boolean()) fail(where, ": \"harmful\" must be true or false");
       item.harmful = j["harmful"];
-    } else if (j.contains("label")) {  // toxicity sets' spelling: 1 toxic / harmful, 0 not
+    } else if (j.contains("label")) {  // toxicity sets' spelling: 1 toxic / harmful, 0 not; or the class named
       const ojson& l = j["label"];
+      const std::string name = l.is_string() ? l.get<std::string>() : "";
       if (l.is_boolean()) item.harmful = l.get<bool>();
       else if (l.is_number_integer() && (l == 0 || l == 1)) item.harmful = l == 1;
-      else fail(where, ": \"label\" must be 1 (harmful) or 0 (not), found ", l.dump());
+      else if (name == "harmful" || name == "unsafe") item.harmful = true;
+      else if (name == "harmless" || name == "benign" || name == "unharmful" || name == "safe") item.harmful = false;
+      else fail(where, ": \"label\" must be 1 or \"harmful\" (or \"unsafe\"), 0 or \"harmless\" (or \"benign\", \"unharmful\", \"safe\"), found ", l.dump());
     }
     if (j.contains("english") && j["english"].is_string()) item.english = j["english"].get<std::string>();
     else if (item.language == "en") item.english = item.prompt;

@@ -230,6 +230,19 @@ TEST_CASE("datasets: generic csv (question column) and jsonl (prompt or messages
   CHECK(j.items[1].messages.size() == 2);
   CHECK(!j.items[1].harmful);
   CHECK(j.items[1].extra["label"] == 0);
+
+  // The class by name, as harmful/benign sets spell it.
+  write_file(dir / "named.jsonl",
+             "{\"prompt\": \"a\", \"label\": \"harmful\"}\n{\"prompt\": \"b\", \"label\": \"benign\"}\n"
+             "{\"prompt\": \"c\", \"label\": \"unsafe\"}\n{\"prompt\": \"d\", \"label\": \"harmless\"}\n");
+  const Dataset named = load_dataset({"jsonl", dir / "named.jsonl"});
+  REQUIRE(named.items.size() == 4);
+  CHECK(named.items[0].harmful);
+  CHECK(!named.items[1].harmful);
+  CHECK(named.items[2].harmful);
+  CHECK(!named.items[3].harmful);
+  write_file(dir / "odd.jsonl", "{\"prompt\": \"a\", \"label\": \"toxic-ish\"}\n");
+  CHECK_THROWS_WITH(load_dataset({"jsonl", dir / "odd.jsonl"}), doctest::Contains("odd.jsonl:1: \"label\" must be 1 or \"harmful\""));
   std::filesystem::remove_all(dir);
 }
 
