@@ -62,6 +62,7 @@ const Command& probe_command() {
               {"--norm", "", "pre|post", "the last layer before or after the final norm (post: HF's hidden_states[-1])", "post"},
               {"--pca", "", "K", "principal components the metrics use", "10"},
               {"--limit", "", "N", "at most N items per language and class", "all"},
+              {"--skip-long", "", "", "leave out prompts longer than the model's context (counted per language) instead of stopping", ""},
               {"--scatter-layers", "", "SPEC", "layers whose 2-D PCA scatters the report shows", "the middle and the last probed"},
               {"--silhouette-sample", "", "N", "items per class the silhouette uses (a seeded subsample above it)", "500"},
               {"--seed", "-s", "S", "seed of the silhouette's subsample", "0"},
@@ -105,6 +106,8 @@ std::vector<std::string> probe_languages(const Dataset& d, bool asked) {
 void probe_model(Model& model, ProjectionDelta* delta, const std::vector<std::string>& systems,
                  const std::vector<ProbeLanguage>& languages, const ProbeOptions& opt, ProbeJournal& journal,
                  ProgressBar& bar, int64_t& done, int64_t total) {
+  const std::string fingerprint = model_fingerprint(model);
+  for (const std::string& system : systems) journal.check_model(system, fingerprint);
   for (const ProbeLanguage& l : languages) {
     const int64_t runs = int64_t(l.harmful.size() + l.harmless.size()) * int64_t(systems.size());
     if (std::all_of(systems.begin(), systems.end(), [&](const std::string& s) { return journal.done(s, l.language); })) {
@@ -117,7 +120,7 @@ void probe_model(Model& model, ProjectionDelta* delta, const std::vector<std::st
       done = before + d;
       bar.update(done, total);
     });
-    journal.record(r);
+    journal.record(r, fingerprint);
   }
 }
 
@@ -170,30 +173,46 @@ int run_probe(const Args& args) {
   if (std::find(systems.begin(), systems.end(), kReferenceSystem) != systems.end())
     throw UsageError{"'reference' names the --reference model; choose another profile name"};
 
+  const PromptFormat format = parse_prompt_format(args.str("--prompt-format", "raw"));
+  const std::map<std::string, std::string> instructions = soteria_instructions(args);
+  // A model's prompts through its own tokenizer and chat template.
+  auto prompt_tokens_of = [&](const ModelConfig& config, const Tokenizer* tokenizer, const std::string& dir) {
+    const int64_t ctx = config.max_position_embeddings;
+    const serving::ServedModel served = serving::describe_model_files(config, tokenizer, dir, fs::path(dir).filename().string(),
+                                                                      ctx, args.str("--chat-template"));
+    const PromptBuilder builder(served, format, args.str("--system"), instructions);
+    builder.check(data.items);
+    return std::make_pair(builder.describe(),
+                          tokenize_probe_languages(data, languages, [&](const EvalItem& i) { return builder.tokens(i); }, ctx,
+                                                   args.has("--skip-long")));
+  };
+  const auto [prompt_format, tokenized] = prompt_tokens_of(c, s.tokenizer.get(), s.model_dir);
+  int64_t total = 0, items = 0;
+  for (const ProbeLanguage& l : tokenized) {
+    if (!l.skipped_long.empty())
+      std::fprintf(stderr, "tiller probe: %s: left out %zu items longer than the context of %lld tokens (--skip-long)\n",
+                   l.language.c_str(), l.skipped_long.size(), (long long)c.max_position_embeddings);
+    check_probe_language(l, opt.separation.components, c.hidden_size);
+    items += int64_t(l.harmful.size() + l.harmless.size());
+  }
+
+  // The reference's prompts, checked before anything runs; its weights load after the model's run.
   const std::string reference_dir = args.str("--reference", "");
+  std::vector<ProbeLanguage> ref_tokens;
   if (!reference_dir.empty()) {
     const ModelConfig rc = load_model_config(reference_dir);
     if (rc.n_layers != c.n_layers)
       fail("--reference ", reference_dir, " has ", rc.n_layers, " layers but --model has ", c.n_layers,
            "; Δ compares the same layers, so the reference must have as many");
-  }
-
-  const PromptFormat format = parse_prompt_format(args.str("--prompt-format", "raw"));
-  const std::map<std::string, std::string> instructions = soteria_instructions(args);
-  auto prompt_tokens_of = [&](const Model& model, const Tokenizer* tokenizer, const std::string& dir) {
-    const int64_t ctx = model.config().max_position_embeddings;
-    const serving::ServedModel served =
-        serving::describe_model(model, tokenizer, dir, fs::path(dir).filename().string(), ctx, args.str("--chat-template"));
-    const PromptBuilder builder(served, format, args.str("--system"), instructions);
-    builder.check(data.items);
-    return std::make_pair(builder.describe(),
-                          tokenize_probe_languages(data, languages, [&](const EvalItem& i) { return builder.tokens(i); }, ctx));
-  };
-  const auto [prompt_format, tokenized] = prompt_tokens_of(*s.model, s.tokenizer.get(), s.model_dir);
-  int64_t total = 0, items = 0;
-  for (const ProbeLanguage& l : tokenized) {
-    check_probe_language(l, opt.separation.components, c.hidden_size);
-    items += int64_t(l.harmful.size() + l.harmless.size());
+    const auto ref_tokenizer = load_tokenizer(reference_dir);
+    ref_tokens = prompt_tokens_of(rc, ref_tokenizer.get(), reference_dir).second;
+    for (size_t i = 0; i < ref_tokens.size(); i++) {
+      if (ref_tokens[i].skipped_long != tokenized[i].skipped_long)  // another tokenizer or context
+        fail("--skip-long leaves out ", ref_tokens[i].skipped_long.size(), " of ", ref_tokens[i].language,
+             "'s items for --reference but ", tokenized[i].skipped_long.size(),
+             " for --model; Δ compares the same items, so give data that fits both contexts");
+      check_probe_language(ref_tokens[i], opt.separation.components, rc.hidden_size);
+    }
   }
   total = items * int64_t(systems.size() + (reference_dir.empty() ? 0 : 1));
 
@@ -209,6 +228,7 @@ int run_probe(const Args& args) {
                           {"prompt_format", prompt_format},
                           {"languages", languages},
                           {"limit", limit},
+                          {"skip_long", args.has("--skip-long")},
                           {"layers", opt.tap.layers},
                           {"pool", pool},
                           {"norm", norm},
@@ -234,9 +254,6 @@ int run_probe(const Args& args) {
     s.profiles.reset();
     s.model.reset();  // one model in memory at a time
     auto reference = Model::load(reference_dir, *s.backend);
-    const auto tokenizer = load_tokenizer(reference_dir);
-    const std::vector<ProbeLanguage> ref_tokens = prompt_tokens_of(*reference, tokenizer.get(), reference_dir).second;
-    for (const ProbeLanguage& l : ref_tokens) check_probe_language(l, opt.separation.components, reference->config().hidden_size);
     probe_model(*reference, nullptr, {kReferenceSystem}, ref_tokens, opt, journal, bar, done, total);
     systems.push_back(kReferenceSystem);
   }

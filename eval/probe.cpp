@@ -10,7 +10,7 @@ namespace tiller::eval {
 
 std::vector<ProbeLanguage> tokenize_probe_languages(const Dataset& dataset, const std::vector<std::string>& languages,
                                                     const std::function<std::vector<int32_t>(const EvalItem&)>& tokens,
-                                                    int64_t context) {
+                                                    int64_t context, bool skip_long) {
   std::vector<ProbeLanguage> out;
   for (const std::string& language : languages) {
     ProbeLanguage l;
@@ -20,9 +20,15 @@ std::vector<ProbeLanguage> tokenize_probe_languages(const Dataset& dataset, cons
       std::vector<int32_t> ids = tokens(item);
       if (ids.empty())
         fail(dataset.kind, " item ", item.id, " (", language, ", ", item.split(), ") is empty after tokenization");
-      if (int64_t(ids.size()) > context)
+      if (int64_t(ids.size()) > context) {
+        if (skip_long) {
+          l.skipped_long.push_back(item.id);
+          continue;
+        }
         fail(dataset.kind, " item ", item.id, " (", language, ", ", item.split(), ") has ", ids.size(),
-             " tokens, more than the model's context of ", context, "; leave it out of the data");
+             " tokens, more than the model's context of ", context,
+             "; leave it out of the data, or pass --skip-long to leave out every such item");
+      }
       (item.harmful ? l.harmful : l.harmless).push_back(std::move(ids));
     }
     out.push_back(std::move(l));

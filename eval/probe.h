@@ -22,6 +22,7 @@ namespace tiller::eval {
 struct ProbeLanguage {
   std::string language;
   std::vector<std::vector<int32_t>> harmful, harmless;  // tokenized prompts [items][T]
+  std::vector<std::string> skipped_long;                // ids of items left out: longer than the context
 };
 
 struct ProbeOptions {
@@ -53,10 +54,11 @@ struct ProbeLanguageResult {
 };
 
 // The dataset's items of each language as prompt tokens (`tokens`: e.g. a PromptBuilder's). An
-// item longer than `context` tokens, or empty, is an Error naming it.
+// empty item is an Error naming it; so is one longer than `context` tokens, unless `skip_long`
+// (then it is left out and counted: truncating would probe another prompt).
 std::vector<ProbeLanguage> tokenize_probe_languages(const Dataset& dataset, const std::vector<std::string>& languages,
                                                     const std::function<std::vector<int32_t>(const EvalItem&)>& tokens,
-                                                    int64_t context);
+                                                    int64_t context, bool skip_long = false);
 
 // Refuses what cannot give metrics, before any forward: a class with fewer than 2 items, fewer
 // items than PCA components + 1, more components than the hidden size; names the language and

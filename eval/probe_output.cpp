@@ -158,15 +158,28 @@ void ProbeJournal::take(const ojson& j) {
     scatters_.push_back(std::move(sc));
   }
   done_.emplace_back(j.at("system"), j.at("language"));
+  fingerprints_.push_back(j.value("model_fingerprint", ""));
 }
 
-void ProbeJournal::record(const ProbeLanguageResult& result) {
+void ProbeJournal::check_model(const std::string& system, const std::string& model_fingerprint) const {
+  for (size_t i = 0; i < done_.size(); i++) {
+    if (done_[i].first == system && fingerprints_[i] != model_fingerprint)
+      fail(path_.string(), ": its '", system, "' results were measured on another checkpoint (", fingerprints_[i],
+           " there, ", model_fingerprint, " now); give another --out, or delete the journal to start over");
+  }
+}
+
+void ProbeJournal::record(const ProbeLanguageResult& result, const std::string& model_fingerprint) {
   std::map<std::string, ojson> by_system;  // one line per system
   std::vector<std::string> order;
   for (const ProbeRow& r : result.rows) {
     ojson& line = by_system[r.system];
     if (line.is_null()) {
-      line = {{"system", r.system}, {"language", r.language}, {"rows", ojson::array()}, {"scatters", ojson::array()}};
+      line = {{"system", r.system},
+              {"language", r.language},
+              {"model_fingerprint", model_fingerprint},
+              {"rows", ojson::array()},
+              {"scatters", ojson::array()}};
       order.push_back(r.system);
     }
     line["rows"].push_back(probe_row_json(r, nullptr));

@@ -137,7 +137,7 @@ TEST_CASE("probe: a profile touching layers >= l leaves every earlier layer's me
   REQUIRE(set.add("late", profile) == 1);
 
   std::mt19937 rng(3);
-  ProbeLanguage lang{"xx", prompts(rng, 14, 3, 200), prompts(rng, 11, 250, 500)};  // unequal classes
+  ProbeLanguage lang{"xx", prompts(rng, 14, 3, 200), prompts(rng, 11, 250, 500), {}};  // unequal classes
   ProbeOptions opt;
   for (int l = 0; l < L; l++) opt.tap.layers.push_back(l);
   opt.tap.batch_tokens = 64;
@@ -175,13 +175,13 @@ TEST_CASE("probe: a profile touching layers >= l leaves every earlier layer's me
 }
 
 TEST_CASE("probe: bad input before any forward (one class, too few items for the components)") {
-  ProbeLanguage one{"yy", {{1, 2}, {1, 3}, {1, 4}}, {}};
+  ProbeLanguage one{"yy", {{1, 2}, {1, 3}, {1, 4}}, {}, {}};
   CHECK_THROWS_WITH_AS(check_probe_language(one, 2, 64), doctest::Contains("'yy' has only harmful items"), Error);
-  ProbeLanguage few{"zz", {{1, 2}, {1, 3}}, {{1, 4}, {1, 5}, {1, 6}}};
+  ProbeLanguage few{"zz", {{1, 2}, {1, 3}}, {{1, 4}, {1, 5}, {1, 6}}, {}};
   CHECK_THROWS_WITH_AS(check_probe_language(few, 10, 64), doctest::Contains("5 items (2 harmful, 3 harmless), fewer than --pca 10"),
                        Error);
   CHECK_THROWS_WITH_AS(check_probe_language(few, 65, 64), doctest::Contains("hidden size 64"), Error);
-  ProbeLanguage tiny{"ww", {{1, 2}}, {{1, 4}, {1, 5}}};
+  ProbeLanguage tiny{"ww", {{1, 2}}, {{1, 4}, {1, 5}}, {}};
   CHECK_THROWS_WITH_AS(check_probe_language(tiny, 1, 64), doctest::Contains("each class needs at least 2"), Error);
 }
 
@@ -320,6 +320,51 @@ TEST_CASE("probe: prompt formats (raw by default, chat through a template, soter
   const test::CliRun bad = test::run_tiller_cli(base + " --soteria-instruction aa --out " + (dir / "s3").string());
   CHECK(bad.status != 0);
   CHECK(bad.out.find("--soteria-instruction expects LANG=TEXT, found 'aa'") != std::string::npos);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("probe: --skip-long leaves out what exceeds the context; a resumed reference must be the same checkpoint") {
+  TILLER_SKIP_UNLESS(test::have_shared(), "../shared not found");
+  TILLER_SKIP_WITHOUT_TOKENIZERS();
+  const fs::path dir = test::scratch_path("probe-skip");
+  fs::create_directories(dir);
+  write_probe_jsonl(dir / "data.jsonl", false);
+  std::string long_text;
+  for (int i = 0; i < 300; i++) long_text += "the dog ran. ";
+  {
+    std::ofstream(dir / "data.jsonl", std::ios::app) << "{\"id\": \"long\", \"text\": \"" << long_text
+                                                     << "\", \"label\": 1, \"language\": \"aa\"}\n";
+  }
+  // The reference: a copy of the model, its weights changed later.
+  fs::create_directories(dir / "ref");
+  for (const auto& e : fs::directory_iterator(stories_dir())) fs::copy_file(e.path(), dir / "ref" / e.path().filename());
+  const std::string cmd = "probe --model " + stories_dir().string() + " --device cpu --threads 2 -q --data jsonl:" +
+                          (dir / "data.jsonl").string() + " --languages aa --pca 3 --layers last --reference " +
+                          (dir / "ref").string() + " --out " + (dir / "out").string();
+  const test::CliRun stopped = test::run_tiller_cli(cmd);
+  CHECK(stopped.status != 0);
+  CHECK(stopped.out.find("item long (aa, harmful) has") != std::string::npos);
+  CHECK(stopped.out.find("or pass --skip-long") != std::string::npos);
+
+  const test::CliRun ok = test::run_tiller_cli(cmd + " --skip-long");
+  REQUIRE_MESSAGE(ok.status == 0, ok.out);
+  CHECK(ok.out.find("aa: left out 1 items longer than the context of 512 tokens") != std::string::npos);
+  const json rows = read_json_file(dir / "out" / "metrics.json")["rows"];
+  REQUIRE(rows.size() == 2);
+  CHECK(rows[0]["n_harmful"] == 8);
+  CHECK(rows[0]["delta_silhouette"] == 0.0);
+
+  // The reference's weights change under the same path: its results in the journal are refused.
+  {
+    std::fstream f(dir / "ref" / "model.safetensors", std::ios::in | std::ios::out | std::ios::binary);
+    uint64_t header = 0;
+    f.read(reinterpret_cast<char*>(&header), 8);
+    f.seekp(std::streamoff(8 + header + 1));
+    f.put(char(0x5a));
+  }
+  const test::CliRun changed = test::run_tiller_cli(cmd + " --skip-long");
+  CHECK(changed.status != 0);
+  CHECK(changed.out.find("its 'reference' results were measured on another checkpoint") != std::string::npos);
   fs::remove_all(dir);
 }
 
