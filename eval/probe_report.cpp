@@ -47,6 +47,7 @@ void layer_curves(html::HtmlReport& page, const ProbeReportInput& in, const std:
     chart.id = chart_id((delta ? "delta-" : "curve-") + system + "-" + m.key);
     chart.title = delta ? "Δ " + std::string(m.label) + ": " + system + " − reference" : std::string(m.label) + ": " + system;
     chart.x.label = "layer (residual stream after the block)";
+    chart.x.integer = true;
     chart.y.label = delta ? std::string("Δ ") + m.key : m.key;
     for (const std::string& language : in.languages) {
       html::Series s;
