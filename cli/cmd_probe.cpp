@@ -14,6 +14,7 @@
 #include "eval/probe_output.h"
 #include "eval/probe_report.h"
 #include "eval/prompt_format.h"
+#include "eval/sha256.h"
 #include "serving/served_model.h"
 #include "steering/model_fingerprint.h"
 
@@ -82,6 +83,19 @@ std::vector<int> sorted_unique(std::vector<int> v) {
   std::sort(v.begin(), v.end());
   v.erase(std::unique(v.begin(), v.end()), v.end());
   return v;
+}
+
+// A profile's contents: its file's SHA-256, or for a folder (a PEFT adapter) each file's.
+ojson content_sha256(const fs::path& path) {
+  if (!fs::is_directory(path)) return sha256_file(path);
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator(path)) {
+    if (e.is_regular_file()) files.push_back(e.path());
+  }
+  std::sort(files.begin(), files.end());
+  ojson out = ojson::object();
+  for (const fs::path& f : files) out[f.filename().string()] = sha256_file(f);
+  return out;
 }
 
 // The languages to probe: as asked (each checked later), or every language with both classes.
@@ -217,14 +231,22 @@ int run_probe(const Args& args) {
   total = items * int64_t(systems.size() + (reference_dir.empty() ? 0 : 1));
 
   // Everything that changes the numbers: a journal written under other settings is refused.
+  // Profiles and data by content, so a file rewritten in place is another run.
   ojson profiles = ojson::array();
-  for (const std::string& v : args.values("--profile")) profiles.push_back(v);
+  if (!s.merged_profile.empty()) profiles.push_back({{"system", systems[0]}, {"path", s.merged_profile}, {"sha256", content_sha256(s.merged_profile)}});
+  for (int32_t a = 1; s.profiles && a <= s.profiles->size(); a++) {
+    const std::string& source = s.profiles->profile(a).source;
+    profiles.push_back({{"system", s.profiles->name(a)}, {"path", source}, {"sha256", content_sha256(source)}});
+  }
+  ojson data_files = ojson::array();
+  for (const DatasetFile& f : data.files) data_files.push_back({{"path", f.path}, {"sha256", f.sha256}});
   const ojson settings = {{"model", s.model_dir},
                           {"model_fingerprint", model_fingerprint(*s.model)},
                           {"profiles", profiles},
                           {"systems", systems},
                           {"reference", reference_dir},
                           {"data", args.str("--data")},
+                          {"data_files", data_files},
                           {"prompt_format", prompt_format},
                           {"languages", languages},
                           {"limit", limit},

@@ -279,6 +279,19 @@ TEST_CASE("probe: tiller probe end to end on stories260K (profile, reference, ou
   const test::CliRun other = test::run_tiller_cli(cmd + " --pca 2");
   CHECK(other.status != 0);
   CHECK(other.out.find("other settings (pca: 3 there, 2 now)") != std::string::npos);
+  // So is a profile rewritten in place: settings hold the profiles' and the data's checksums.
+  const json settings = read_json_file(out / "metrics.json")["settings"];
+  CHECK(settings["profiles"][0]["system"] == "late");
+  CHECK(settings["profiles"][0]["sha256"].get<std::string>().size() == 64);
+  CHECK(settings["data_files"][0]["sha256"].get<std::string>().size() == 64);
+  {
+    auto backend = make_backend("cpu", 1);
+    auto model = Model::load(stories_dir(), *backend);
+    write_profile(bias_profile(*model, 3, 0.4f), dir / "late.safetensors");
+  }
+  const test::CliRun rewritten = test::run_tiller_cli(cmd);
+  CHECK(rewritten.status != 0);
+  CHECK(rewritten.out.find("other settings (profiles:") != std::string::npos);
   fs::remove_all(dir);
 }
 
