@@ -29,6 +29,13 @@ std::vector<Subcommand> subcommands() {
   return all;
 }
 
+int run_subcommand(const std::string& name, const std::vector<std::string>& args) {
+  for (const auto& s : subcommands()) {
+    if (s.spec().name == name) return s.run(Args(s.spec(), args));
+  }
+  fail("no subcommand '", name, "'");
+}
+
 namespace {
 
 // Commands whose name starts with `group` ("" for all).

@@ -160,14 +160,14 @@ Dataset load_prompt_jsonl(const fs::path& path, const std::string& default_langu
     if (j.contains("harmful")) {
       if (!j["harmful"].is_boolean()) fail(where, ": \"harmful\" must be true or false");
       item.harmful = j["harmful"];
-    } else if (j.contains("label")) {  // toxicity sets' spelling: 1 toxic / harmful, 0 not; or the class named
+    } else if (j.contains("label")) {  // toxicity sets' and the probe's spelling: 1 / 0, or the class named
       const ojson& l = j["label"];
       const std::string name = l.is_string() ? l.get<std::string>() : "";
       if (l.is_boolean()) item.harmful = l.get<bool>();
       else if (l.is_number_integer() && (l == 0 || l == 1)) item.harmful = l == 1;
-      else if (name == "harmful" || name == "unsafe") item.harmful = true;
-      else if (name == "harmless" || name == "benign" || name == "unharmful" || name == "safe") item.harmful = false;
-      else fail(where, ": \"label\" must be 1 or \"harmful\" (or \"unsafe\"), 0 or \"harmless\" (or \"benign\", \"unharmful\", \"safe\"), found ", l.dump());
+      else if (name == "harmful" || name == "unsafe" || name == "toxic") item.harmful = true;
+      else if (name == "benign" || name == "harmless" || name == "unharmful" || name == "safe" || name == "non-toxic") item.harmful = false;
+      else fail(where, ": \"label\" must be 1 / \"harmful\" / \"unsafe\" / \"toxic\" or 0 / \"benign\" / \"harmless\" / \"safe\", found ", l.dump());
     }
     if (j.contains("english") && j["english"].is_string()) item.english = j["english"].get<std::string>();
     else if (item.language == "en") item.english = item.prompt;

@@ -230,19 +230,6 @@ TEST_CASE("datasets: generic csv (question column) and jsonl (prompt or messages
   CHECK(j.items[1].messages.size() == 2);
   CHECK(!j.items[1].harmful);
   CHECK(j.items[1].extra["label"] == 0);
-
-  // The class by name, as harmful/benign sets spell it.
-  write_file(dir / "named.jsonl",
-             "{\"prompt\": \"a\", \"label\": \"harmful\"}\n{\"prompt\": \"b\", \"label\": \"benign\"}\n"
-             "{\"prompt\": \"c\", \"label\": \"unsafe\"}\n{\"prompt\": \"d\", \"label\": \"harmless\"}\n");
-  const Dataset named = load_dataset({"jsonl", dir / "named.jsonl"});
-  REQUIRE(named.items.size() == 4);
-  CHECK(named.items[0].harmful);
-  CHECK(!named.items[1].harmful);
-  CHECK(named.items[2].harmful);
-  CHECK(!named.items[3].harmful);
-  write_file(dir / "odd.jsonl", "{\"prompt\": \"a\", \"label\": \"toxic-ish\"}\n");
-  CHECK_THROWS_WITH(load_dataset({"jsonl", dir / "odd.jsonl"}), doctest::Contains("odd.jsonl:1: \"label\" must be 1 or \"harmful\""));
   std::filesystem::remove_all(dir);
 }
 
@@ -257,6 +244,17 @@ TEST_CASE("datasets: bad input is a clear error") {
   CHECK(error_of([&] { load_dataset({"csv", dir / "header.csv"}); }).find("no data rows") != std::string::npos);
   write_file(dir / "nocol.csv", "prompt,x\nhi,1\n");
   CHECK(error_of([&] { load_dataset({"csv", dir / "nocol.csv"}); }).find("no 'question' column") != std::string::npos);
+  write_file(dir / "labels.jsonl",
+             "{\"prompt\": \"a\", \"label\": \"benign\"}\n{\"prompt\": \"b\", \"label\": 1}\n{\"prompt\": \"c\", \"label\": \"safe\"}\n"
+             "{\"prompt\": \"d\", \"label\": \"harmful\"}\n");
+  const Dataset labelled = load_dataset({"jsonl", dir / "labels.jsonl"});
+  REQUIRE(labelled.items.size() == 4);
+  CHECK(!labelled.items[0].harmful);
+  CHECK(labelled.items[1].harmful);
+  CHECK(!labelled.items[2].harmful);
+  CHECK(labelled.items[3].harmful);
+  write_file(dir / "badlabel.jsonl", "{\"prompt\": \"a\", \"label\": \"maybe\"}\n");
+  CHECK(error_of([&] { load_dataset({"jsonl", dir / "badlabel.jsonl"}); }).find("\"label\" must be") != std::string::npos);
   write_file(dir / "bad.jsonl", "{\"prompt\": \"a\"}\n{\"question\": \"b\"}\n");
   CHECK(error_of([&] { load_dataset({"jsonl", dir / "bad.jsonl"}); }).find("bad.jsonl:2: each line needs") != std::string::npos);
   write_file(dir / "empty.jsonl", "\n\n");
