@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <random>
+#include <sstream>
 
 #include "engine/error.h"
 #include "kernels/backends.h"
@@ -182,6 +183,64 @@ std::vector<int32_t> prompt_tokens(const Args& args, const Session& session) {
   }
   if (ids.empty()) fail("the prompt is empty after tokenization; give some text or --tokens");
   return ids;
+}
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    size_t end = s.find(',', start);
+    if (end == std::string::npos) end = s.size();
+    std::string item = s.substr(start, end - start);
+    item.erase(0, item.find_first_not_of(' '));
+    item.erase(item.find_last_not_of(' ') + 1);
+    if (!item.empty()) out.push_back(item);
+    start = end + 1;
+  }
+  return out;
+}
+
+std::map<std::string, std::string> soteria_instructions(const Args& args) {
+  std::map<std::string, std::string> instructions;
+  for (const auto& v : args.values("--soteria-instruction")) {
+    const size_t eq = v.find('=');
+    if (eq == std::string::npos || eq == 0) throw UsageError{"--soteria-instruction expects LANG=TEXT, found '" + v + "'"};
+    instructions[v.substr(0, eq)] = v.substr(eq + 1);
+  }
+  return instructions;
+}
+
+std::vector<int> parse_layers(const std::string& spec, int64_t L) {
+  std::vector<int> out;
+  if (spec == "all") {
+    for (int l = 0; l < L; l++) out.push_back(l);
+    return out;
+  }
+  std::stringstream ss(spec);
+  std::string item;
+  auto number = [&](const std::string& s) {
+    if (s == "last") return int(L - 1);
+    size_t used = 0;
+    int v = -1;
+    try {
+      v = std::stoi(s, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != s.size() || v < 0)
+      throw UsageError{"--layers expects layers like 3, 0-3, 0,2,5 or last; found '" + spec + "'"};
+    if (v >= L) fail("--layers: layer ", v, " does not exist; the model has ", L, " layers (0-", L - 1, ")");
+    return v;
+  };
+  while (std::getline(ss, item, ',')) {
+    const size_t dash = item.find('-');
+    const int a = number(item.substr(0, dash));
+    const int b = dash == std::string::npos ? a : number(item.substr(dash + 1));
+    if (b < a) throw UsageError{"--layers: range '" + item + "' runs backwards"};
+    for (int l = a; l <= b; l++) out.push_back(l);
+  }
+  if (out.empty()) throw UsageError{"--layers is empty"};
+  return out;
 }
 
 }  // namespace tiller::cli
