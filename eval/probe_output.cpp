@@ -5,7 +5,7 @@
 #include <map>
 
 #include "engine/error.h"
-#include "eval/jsonl_file.h"
+#include "engine/jsonl_appender.h"
 #include "steering/activation_capture.h"
 
 namespace tiller::eval {
@@ -122,7 +122,8 @@ void write_probe_metrics(const fs::path& dir, const ojson& settings, const std::
 ProbeJournal::ProbeJournal(const fs::path& dir, const ojson& settings) : path_(dir / "probe-journal.jsonl") {
   fs::create_directories(dir);
   // Complete lines only: a line cut short by an interruption is cut off, and what it held redone.
-  const std::vector<std::string> lines = read_jsonl_lines(path_, true);
+  std::vector<std::string> lines;
+  { JsonlAppender cut_torn_tail(path_, [&](std::string_view line) { lines.emplace_back(line); }); }
   if (lines.empty()) write_text_file(path_, ojson({{"settings", settings}}).dump() + "\n");
   for (size_t i = 0; i < lines.size(); i++) {
     ojson j;

@@ -34,7 +34,7 @@ class FullTrainable final : public Trainable {
     }
     if (c.tie_word_embeddings) trained.lm_head = trained.embed;
     model_ = std::make_unique<Model>(c, be, std::move(trained), std::vector<Buffer>{},
-                                     std::vector<std::shared_ptr<SafetensorsFile>>{});
+                                     std::vector<std::shared_ptr<const void>>{});
   }
 
   Model& model() override { return *model_; }
