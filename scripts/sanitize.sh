@@ -13,8 +13,10 @@ command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 start=$SECONDS
 # RelWithDebInfo: optimised enough for the numeric tests to run in minutes, frames still readable.
 # No CUDA (nvcc's host code would need the runtime built with the sanitizers) and no benchmarks.
+# -Wno-maybe-uninitialized: with ASan's instrumentation GCC 12 reports false positives inside
+# libstdc++'s own std::regex and std::function (bits/std_function.h); every other warning stays an error.
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTILLER_SANITIZE=address,undefined \
-  -DTILLER_CUDA=OFF -DTILLER_BENCH=OFF -DTILLER_WERROR=ON "${launcher[@]}" >/dev/null
+  -DTILLER_CUDA=OFF -DTILLER_BENCH=OFF -DTILLER_WERROR=ON -DCMAKE_CXX_FLAGS=-Wno-maybe-uninitialized "${launcher[@]}" >/dev/null
 cmake --build build-asan
 built=$SECONDS
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=1:check_initialization_order=1:strict_init_order=1
