@@ -67,15 +67,8 @@ Options parse(int argc, char** argv) {
     else if (a == "--out") o.out = next();
     else if (a == "--commit") o.commit = next();
     else if (a == "--device") o.device = next();
-    else if (a == "--batch") {
-      o.batches.clear();
-      const std::string s = next();
-      for (size_t b = 0; b < s.size();) {
-        const size_t e = std::min(s.find(',', b), s.size());
-        o.batches.push_back(std::stoll(s.substr(b, e - b)));
-        b = e + 1;
-      }
-    } else return false;
+    else if (a == "--batch") o.batches = int_list(next());
+    else return false;
     return true;
   });
   if (o.model.empty() == o.random_config.empty()) fail("give one of --model DIR or --random-config config.json");

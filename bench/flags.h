@@ -5,7 +5,10 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <algorithm>
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "engine/error.h"
 
@@ -33,6 +36,17 @@ void for_each_flag(int argc, char** argv, const char* usage, OnFlag&& on_flag) {
     };
     if (!on_flag(flag, value)) usage_exit(usage, "unknown flag " + flag);
   }
+}
+
+// "1,4,16" -> {1, 4, 16}
+inline std::vector<int64_t> int_list(const std::string& s) {
+  std::vector<int64_t> out;
+  for (size_t b = 0; b < s.size();) {
+    const size_t e = std::min(s.find(',', b), s.size());
+    out.push_back(std::stoll(s.substr(b, e - b)));
+    b = e + 1;
+  }
+  return out;
 }
 
 }  // namespace tiller::bench

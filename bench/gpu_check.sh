@@ -47,8 +47,8 @@ if [ "$mode" = check ] || [ "$mode" = all ]; then
   step "op table: CUDA vs CPU"
   "$build/tiller_tests" -tc="backend ops*" 2>&1 | tee "$out/op_table.log" | tail -25 || status=1
   grep -q "Status: SUCCESS" "$out/op_table.log" || status=1
-  step "models on the GPU: HF parity, stories260K golden, decode graphs, random models"
-  "$build/tiller_tests" -tc="device backends*,parity*,stories*,random_model*" 2>&1 | tee "$out/parity.log" | tail -25 || status=1
+  step "models on the GPU: HF parity, stories260K golden, decode graphs, random models, steering profiles (merged, per row, mixed)"
+  "$build/tiller_tests" -tc="device backends*,parity*,stories*,random_model*,steering*" 2>&1 | tee "$out/parity.log" | tail -25 || status=1
   grep -q "Status: SUCCESS" "$out/parity.log" || status=1
   step "CLI (defaults to --device cuda here)"
   "$build/tiller_tests" -tc="cli*" 2>&1 | tee "$out/cli.log" | tail -8

@@ -22,6 +22,13 @@ Args::Args(const Command& command, const std::vector<std::string>& argv) : comma
         arg = arg.substr(0, eq);
       }
     }
+    if (arg.rfind("-", 0) != 0 && !command.positional.empty()) {
+      if (!positional_.empty())
+        throw UsageError{"'tiller " + command.name + "' takes one " + command.positional + ", found '" + positional_ +
+                         "' and '" + arg + "'"};
+      positional_ = arg;
+      continue;
+    }
     const Flag* flag = nullptr;
     for (const auto& f : command.flags) {
       if (f.name == arg || (!f.alias.empty() && f.alias == arg)) flag = &f;
@@ -44,6 +51,7 @@ Args::Args(const Command& command, const std::vector<std::string>& argv) : comma
     } else {
       if (i + 1 >= argv.size()) throw UsageError{flag->name + " needs a value (" + flag->value_name + ")"};
       values_[flag->name] = argv[++i];
+      multi_[flag->name].push_back(argv[i]);  // a flag given again adds a value (--profile a=x --profile b=y)
     }
   }
 }

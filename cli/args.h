@@ -24,6 +24,7 @@ struct Command {
   std::string usage;    // "tiller generate --model DIR (--prompt TEXT | --tokens 1,2,3) [options]"
   std::vector<Flag> flags;
   std::string epilog;   // examples
+  std::string positional = {};  // name of one positional argument ("PROFILE"); empty: none accepted
 };
 
 class Args {
@@ -40,13 +41,16 @@ class Args {
   std::optional<double> optional_number(const std::string& name) const;
   // "1,2,3" -> ids
   std::vector<int32_t> int_list(const std::string& name) const;
-  // Every value of a "..." flag (empty when absent).
+  // Every value of a flag given several times, or of a "..." flag (empty when absent).
   std::vector<std::string> values(const std::string& name) const;
+  // The positional argument (empty when absent).
+  const std::string& positional() const { return positional_; }
 
  private:
   const Command& command_;
   std::map<std::string, std::string> values_;
   std::map<std::string, std::vector<std::string>> multi_;  // "..." flags
+  std::string positional_;
   bool help_ = false;
 };
 

@@ -15,7 +15,7 @@ const Command& batch_command() {
       "batch",
       "generate for every prompt of a JSONL file, batched; resumable",
       "tiller batch --model DIR --input IN.jsonl --output OUT.jsonl [--max-tokens N] [--max-batch N] [options]",
-      model_flags() + scheduler_flags() +
+      model_flags() + scheduler_flags() + routing_flags() +
           std::vector<Flag>{
               {"--input", "-i", "IN.jsonl", "one request per line: {\"id\": ..., \"messages\": [...]} or {\"id\": ..., "
                                             "\"prompt\": \"...\"}, with optional sampling fields (max_tokens, "
@@ -27,7 +27,8 @@ const Command& batch_command() {
               {"--quiet", "-q", "", "no progress line", ""},
           },
       "Rerunning with the same --output continues where a previous run stopped. A malformed line is\n"
-      "reported with its number and skipped.\n\n"
+      "reported with its number and skipped. With --profile NAME=FILE profiles, a line's \"profile\" (or \"model\")\n"
+      "field chooses one; lines of different profiles share each forward pass.\n\n"
       "Example:\n  tiller batch -m ./Qwen2.5-0.5B-Instruct -i prompts.jsonl -o answers.jsonl --max-batch 64"};
   return c;
 }
@@ -37,15 +38,16 @@ int run_batch(const Args& args) {
   bo.input = args.required("--input");
   bo.output = args.required("--output");
   bo.progress = !args.has("--quiet");
-  Session s = open_session(args, false);
+  Session s = open_session(args, false, ProfileUse::PerRow);
   const GenerationDefaults gen = load_generation_config(s.model_dir);
   bo.max_tokens = args.integer("--max-tokens", gen.max_new_tokens.value_or(256));
   if (*bo.max_tokens < 1) throw UsageError{"--max-tokens must be at least 1"};
 
-  serving::Scheduler sched(*s.model, scheduler_options(args, *s.model, 256));
+  const std::unique_ptr<serving::Scheduler> scheduler = make_scheduler(args, s, 256);
+  serving::Scheduler& sched = *scheduler;
   const serving::ServedModel model = served_model(args, s, sched.options().ctx);
   if (bo.progress) std::fprintf(stderr, "tiller batch: %s -> %s\n%s", bo.input.c_str(), bo.output.c_str(),
-                                settings_summary(sched, s).c_str());
+                                (settings_summary(sched, s) + routing_summary(model)).c_str());
   const serving::BatchSummary r = serving::run_batch_file(model, sched, bo);
   sched.shutdown(std::chrono::milliseconds(0));
   std::fprintf(stderr,

@@ -23,7 +23,7 @@ const Command& serve_command() {
       "serve",
       "serve the model over an OpenAI-compatible HTTP API (completions, chat, streaming)",
       "tiller serve --model DIR [--host 127.0.0.1] [--port 8080] [--api-key KEY] [--max-batch N] [--ctx N] [options]",
-      model_flags() + scheduler_flags() +
+      model_flags() + scheduler_flags() + routing_flags() +
           std::vector<Flag>{
               {"--host", "", "ADDR", "address to listen on (0.0.0.0 for every interface)", "127.0.0.1"},
               {"--port", "", "N", "TCP port (0: any free port)", "8080"},
@@ -35,6 +35,10 @@ const Command& serve_command() {
           },
       "Endpoints: POST /v1/completions, POST /v1/chat/completions, GET /v1/models, POST /tokenize,\n"
       "POST /detokenize, GET /health, GET /metrics.\n\n"
+      "Steering profiles: --profile FILE merges one into the weights; --profile NAME=FILE (repeatable) serves\n"
+      "each beside the base model: a request gets it by naming it as \"model\" (or \"profile\": NAME, or\n"
+      "\"base\"), or by language with --route-by-language; NAME 'default' is used when none applies. Every\n"
+      "response says which profile answered: the \"tiller\" field and the X-Tiller-Profile header.\n\n"
       "Examples:\n  tiller serve -m ./Qwen2.5-0.5B-Instruct --port 8080\n"
       "  curl localhost:8080/v1/chat/completions -d '{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]}'"};
   return c;
@@ -71,8 +75,9 @@ int run_serve(const Args& args) {
   if (grace < 0) throw UsageError{"--shutdown-grace must be >= 0"};
   so.shutdown_grace = std::chrono::milliseconds(int64_t(grace * 1000));
 
-  Session s = open_session(args, false);
-  serving::Scheduler sched(*s.model, scheduler_options(args, *s.model, max_queue));
+  Session s = open_session(args, false, ProfileUse::PerRow);
+  const std::unique_ptr<serving::Scheduler> scheduler = make_scheduler(args, s, max_queue);
+  serving::Scheduler& sched = *scheduler;
   const serving::ServedModel model = served_model(args, s, sched.options().ctx);
   serving::HttpServer server(model, sched, so);
   const int bound = server.bind();
@@ -80,7 +85,7 @@ int run_serve(const Args& args) {
 
   std::fprintf(stderr, "tiller serve: model '%s' from %s\n%s  queue         %lld requests, %d HTTP threads\n"
                        "  chat          %s\n  auth          %s\n",
-               model.name.c_str(), s.model_dir.c_str(), settings_summary(sched, s).c_str(), (long long)max_queue,
+               model.name.c_str(), s.model_dir.c_str(), (settings_summary(sched, s) + routing_summary(model)).c_str(), (long long)max_queue,
                server.options().http_threads,
                model.chat_template ? ("template " + model.chat_template->name()).c_str() : model.chat_template_error.c_str(),
                so.api_key.empty() ? "none (--api-key to require one)" : "Bearer key required");

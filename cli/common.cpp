@@ -1,11 +1,14 @@
 // Shared plumbing of the model-running subcommands.
 #include "cli/common.h"
 
+#include <cctype>
 #include <cmath>
+#include <cstdio>
 #include <random>
 
 #include "engine/error.h"
 #include "kernels/backends.h"
+#include "steering/model_fingerprint.h"
 
 namespace tiller::cli {
 
@@ -19,6 +22,10 @@ std::vector<Flag> model_flags() {
       {"--model", "-m", "DIR", "HF model folder (config.json, *.safetensors, tokenizer files)", ""},
       {"--threads", "-t", "N", "CPU threads", "one per core"},
       {"--device", "", "cpu|cuda", "where to run the model", "cuda when built with CUDA and a GPU is visible, else cpu"},
+      {"--profile", "", "[NAME=]FILE", "steering profile (tiller steer, finetune, distill; or a PEFT LoRA folder): FILE is "
+                                       "merged into the weights; serve and batch also take NAME=FILE, repeatable, applied "
+                                       "per request", ""},
+      {"--allow-fingerprint-mismatch", "", "", "apply a profile made for another model (warns instead of refusing)", ""},
   };
 }
 
@@ -76,11 +83,74 @@ std::unique_ptr<Backend> make_backend(const Args& args) {
   return tiller::make_backend(device, int(threads));
 }
 
-Session open_session(const Args& args, bool need_tokenizer) {
+namespace {
+
+// "NAME=FILE" when the part before '=' is a name; otherwise the whole value is a path.
+std::pair<std::string, std::string> profile_spec(const std::string& value) {
+  const size_t eq = value.find('=');
+  if (eq == std::string::npos || eq == 0 || eq + 1 == value.size()) return {"", value};
+  const std::string name = value.substr(0, eq);
+  for (char c : name) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.') return {"", value};
+  }
+  return {name, value.substr(eq + 1)};
+}
+
+void warn(const std::string& message) { std::fprintf(stderr, "tiller: warning: %s\n", message.c_str()); }
+
+std::string profile_summary(const Profile& p) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.2f MiB", double(p.nbytes()) / (1024.0 * 1024.0));
+  std::string langs;
+  for (const auto& l : p.manifest.languages) langs += (langs.empty() ? ", " : "/") + l;
+  return p.manifest.method + langs + (p.manifest.heads.empty() ? "" : ", " + std::to_string(p.manifest.heads.size()) + " heads") +
+         ", " + std::to_string(p.deltas.size()) + " deltas, " + buf;
+}
+
+void apply_profiles(const Args& args, Session& s, ProfileUse use) {
+  const std::vector<std::string> values = args.values("--profile");
+  if (values.empty()) return;
+  std::vector<std::pair<std::string, std::string>> specs;
+  bool named = false, unnamed = false;
+  for (const std::string& v : values) {
+    specs.push_back(profile_spec(v));
+    (specs.back().first.empty() ? unnamed : named) = true;
+  }
+  if (named && use == ProfileUse::Merged)
+    throw UsageError{"this command applies one profile, merged into the weights: give --profile FILE (NAME=FILE "
+                     "profiles, applied per request, are for serve and batch)"};
+  if (unnamed && (named || specs.size() > 1))
+    throw UsageError{"give either one --profile FILE (merged into the weights) or named --profile NAME=FILE profiles "
+                     "(applied per request), not both"};
+  const bool allow = args.has("--allow-fingerprint-mismatch");
+  const std::string fingerprint = model_fingerprint(*s.model);
+  if (unnamed) {
+    const Profile p = read_profile(specs[0].second);
+    check_profile_fits(p, s.model->config(), fingerprint, allow, warn);
+    merge_profile(*s.model, p);
+    s.merged_profile = specs[0].second;
+    std::fprintf(stderr, "tiller: profile %s (%s) merged into the weights\n", specs[0].second.c_str(), profile_summary(p).c_str());
+    return;
+  }
+  s.profiles = std::make_unique<ProfileSet>(*s.backend, s.model->config());
+  for (const auto& [name, path] : specs) {
+    if (name == "base") throw UsageError{"'base' names the model without a profile; choose another profile name"};
+    auto p = std::make_shared<Profile>(read_profile(path));
+    check_profile_fits(*p, s.model->config(), fingerprint, allow, warn);
+    std::fprintf(stderr, "tiller: profile '%s' from %s (%s), applied per request\n", name.c_str(), path.c_str(),
+                 profile_summary(*p).c_str());
+    s.profiles->add(name, std::move(p));
+  }
+}
+
+}  // namespace
+
+Session open_session(const Args& args, bool need_tokenizer, ProfileUse use) {
   Session s;
   s.model_dir = args.required("--model");
   s.backend = make_backend(args);
   s.model = Model::load(s.model_dir, *s.backend);
+  apply_profiles(args, s, use);
   const bool has_files = std::filesystem::exists(std::filesystem::path(s.model_dir) / "tokenizer.json") ||
                          std::filesystem::exists(std::filesystem::path(s.model_dir) / "tokenizer.model");
   if (need_tokenizer || has_files) s.tokenizer = load_tokenizer(s.model_dir);

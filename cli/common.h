@@ -11,10 +11,11 @@
 #include "engine/tokenizer/tokenizer.h"
 #include "models/generate.h"
 #include "models/model.h"
+#include "steering/profile_delta.h"
 
 namespace tiller::cli {
 
-// --model, --threads, --device
+// --model, --threads, --device, --profile, --allow-fingerprint-mismatch
 std::vector<Flag> model_flags();
 // --prompt, --tokens
 std::vector<Flag> prompt_flags();
@@ -27,11 +28,18 @@ struct Session {
   std::unique_ptr<Model> model;
   std::unique_ptr<Tokenizer> tokenizer;  // null when the folder has none (random-init models)
   std::string model_dir;
+  std::string merged_profile;            // --profile FILE: merged into the weights at load
+  std::unique_ptr<ProfileSet> profiles;  // --profile NAME=FILE ...: applied per row (serve, batch)
 };
+
+// How a command may apply --profile: merged only (one profile), or also named per-row profiles.
+enum class ProfileUse { Merged, PerRow };
 
 std::unique_ptr<Backend> make_backend(const Args& args);
 // Loads the model and, when present, its tokenizer; `need_tokenizer` makes a missing one an error.
-Session open_session(const Args& args, bool need_tokenizer);
+// Applies --profile: one unnamed profile is merged into the weights; NAME=FILE profiles (ProfileUse::
+// PerRow only) are checked and placed in session.profiles. Each is checked against the model first.
+Session open_session(const Args& args, bool need_tokenizer, ProfileUse use = ProfileUse::Merged);
 // The prompt from --tokens (used as given) or --prompt (tokenized with BOS as the model adds it).
 std::vector<int32_t> prompt_tokens(const Args& args, const Session& session);
 

@@ -31,10 +31,15 @@ std::vector<Subcommand> subcommands() {
 
 namespace {
 
-void print_overview() {
-  std::printf("tiller: run, attribute, steer and measure Llama / Mistral / Qwen2 models\n\n"
-              "Usage: tiller <command> [options]   (tiller <command> --help for its options)\n\nCommands:\n");
-  for (const auto& s : subcommands()) std::printf("  %-14s %s\n", s.spec().name.c_str(), s.spec().summary.c_str());
+// Commands whose name starts with `group` ("" for all).
+void print_overview(const std::string& group = {}) {
+  if (group.empty())
+    std::printf("tiller: run, attribute, steer and measure Llama / Mistral / Qwen2 models\n\n"
+                "Usage: tiller <command> [options]   (tiller <command> --help for its options)\n\nCommands:\n");
+  else std::printf("Usage: tiller %s <command> [options]\n\nCommands:\n", group.c_str());
+  for (const auto& s : subcommands()) {
+    if (s.spec().name.rfind(group, 0) == 0) std::printf("  %-16s %s\n", s.spec().name.c_str(), s.spec().summary.c_str());
+  }
 }
 
 }  // namespace
@@ -46,8 +51,29 @@ int main(int argc, char** argv) {
     print_overview();
     return argc < 2 ? 2 : 0;
   }
-  const std::string name = argv[1];
-  const std::vector<std::string> rest(argv + 2, argv + argc);
+  // Two-word commands ("steer soteria") take precedence over one-word ones.
+  std::string name = argv[1];
+  int first_arg = 2;
+  if (argc >= 3) {
+    const std::string two = name + " " + argv[2];
+    for (const auto& s : subcommands()) {
+      if (s.spec().name == two) {
+        name = two;
+        first_arg = 3;
+      }
+    }
+  }
+  if (first_arg == 2) {
+    bool group = false;
+    for (const auto& s : subcommands()) group = group || s.spec().name.rfind(name + " ", 0) == 0;
+    if (group) {  // "tiller steer" or "tiller steer bogus": the group's commands
+      const bool asked = argc == 2 || std::string(argv[2]) == "--help" || std::string(argv[2]) == "-h";
+      if (!asked) std::fprintf(stderr, "tiller: unknown command '%s %s'\n", name.c_str(), argv[2]);
+      print_overview(name + " ");
+      return asked ? 0 : 2;
+    }
+  }
+  const std::vector<std::string> rest(argv + first_arg, argv + argc);
   for (const auto& s : subcommands()) {
     if (s.spec().name != name) continue;
     try {

@@ -54,11 +54,69 @@ serving::SchedulerOptions scheduler_options(const Args& args, const Model& model
   return o;
 }
 
+std::vector<Flag> routing_flags() {
+  return {
+      {"--route-by-language", "", "", "apply the profile of the detected language of each request's user text (Unicode "
+                                      "script, then CLD2 among the routed languages); others get the default profile", ""},
+      {"--route", "", "LANG=NAME", "route language LANG (ISO 639-1) to profile NAME ('base': none); repeatable",
+       "each profile's manifest languages"},
+  };
+}
+
 serving::ServedModel served_model(const Args& args, const Session& s, int64_t ctx) {
   std::string name = args.str("--served-model-name");
   if (name.empty()) name = std::filesystem::path(s.model_dir).lexically_normal().filename().string();
   if (name.empty()) name = std::filesystem::path(s.model_dir).lexically_normal().parent_path().filename().string();
-  return serving::describe_model(*s.model, s.tokenizer.get(), s.model_dir, name, ctx, args.str("--chat-template"));
+  serving::ServedModel m = serving::describe_model(*s.model, s.tokenizer.get(), s.model_dir, name, ctx, args.str("--chat-template"));
+  const int32_t n = s.profiles ? s.profiles->size() : 0;
+  for (int32_t a = 1; a <= n; a++) {
+    const Profile& p = s.profiles->profile(a);
+    m.profiles.push_back({s.profiles->name(a), p.manifest.method, p.source, p.manifest.languages});
+    if (m.profiles.back().name == name) throw UsageError{"profile '" + name + "' has the served model's own name; rename it"};
+  }
+  if (auto d = m.find_profile("default")) m.default_adapter = *d;
+  const std::vector<std::string> routes = args.values("--route");
+  if (!args.has("--route-by-language")) {
+    if (!routes.empty()) throw UsageError{"--route needs --route-by-language"};
+    return m;
+  }
+  if (n == 0) throw UsageError{"--route-by-language needs profiles to route to: --profile NAME=FILE (repeatable)"};
+  for (int32_t a = 1; a <= n; a++) {  // each profile serves the languages its manifest names
+    for (const std::string& lang : s.profiles->profile(a).manifest.languages) m.routes.emplace(lang, a);
+  }
+  for (const std::string& r : routes) {
+    const size_t eq = r.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == r.size()) throw UsageError{"--route expects LANG=NAME, found '" + r + "'"};
+    const std::string lang = r.substr(0, eq), profile = r.substr(eq + 1);
+    const std::optional<int32_t> a = profile == "base" ? std::optional<int32_t>(0) : m.find_profile(profile);
+    if (!a) throw UsageError{"--route " + r + ": no profile named '" + profile + "' (load it with --profile " + profile + "=FILE)"};
+    m.routes[lang] = *a;
+  }
+  if (m.routes.empty())
+    throw UsageError{"--route-by-language: no language to route (the profiles' manifests name none); add --route LANG=NAME"};
+  std::vector<std::string> langs;
+  for (const auto& [lang, a] : m.routes) langs.push_back(lang);
+  m.router = std::make_shared<serving::LanguageDetector>(langs);
+  return m;
+}
+
+std::unique_ptr<serving::Scheduler> make_scheduler(const Args& args, Session& s, int64_t max_queue) {
+  return std::make_unique<serving::Scheduler>(*s.model, scheduler_options(args, *s.model, max_queue), s.profiles.get(),
+                                              s.profiles ? s.profiles->size() : 0);
+}
+
+std::string routing_summary(const serving::ServedModel& m) {
+  std::string out;
+  if (m.profiles.empty()) return out;
+  out += "  profiles      base";
+  for (const auto& p : m.profiles) out += ", " + p.name;
+  out += " (per request; default: " + m.profile_name(m.default_adapter) + ")\n";
+  if (m.router) {
+    out += "  routing       ";
+    for (const auto& [lang, a] : m.routes) out += lang + "->" + m.profile_name(a) + " ";
+    out += serving::LanguageDetector::cld2_available() ? "(script, then CLD2)\n" : "(script only: built without libcld2)\n";
+  }
+  return out;
 }
 
 std::string settings_summary(const serving::Scheduler& sched, const Session& s) {

@@ -2,6 +2,7 @@
 // start-up summary of the settings in force.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -19,8 +20,18 @@ std::vector<Flag> scheduler_flags();
 // ctx tokens, capped at a quarter of the machine's memory on the CPU; --kv-memory overrides.
 serving::SchedulerOptions scheduler_options(const Args& args, const Model& model, int64_t max_queue);
 
-// The served model's description (name: --served-model-name or the folder's name).
+// --route-by-language, --route LANG=NAME
+std::vector<Flag> routing_flags();
+
+// The served model's description (name: --served-model-name or the folder's name), with the
+// session's per-request profiles, the default profile ("default") and the language routes.
 serving::ServedModel served_model(const Args& args, const Session& session, int64_t ctx);
+
+// The scheduler, applying the session's per-request profiles.
+std::unique_ptr<serving::Scheduler> make_scheduler(const Args& args, Session& session, int64_t max_queue);
+
+// The profiles and language routes in force, for stderr at start-up ("" without profiles).
+std::string routing_summary(const serving::ServedModel& model);
 
 // One line per setting, for stderr at start-up.
 std::string settings_summary(const serving::Scheduler& scheduler, const Session& session);

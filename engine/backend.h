@@ -135,6 +135,16 @@ class Backend {
   virtual void add(Tensor& x, const Tensor& y) = 0;
   // out[i] = x[logit_rows[i]]                           x [T, D], out [R, D]
   virtual void gather_rows(const Tensor& x, const BatchLayout& b, Tensor& out) = 0;
+  // Row and column-block selection (per-row steering deltas: the rows of one profile, the o_proj
+  // columns of its heads):
+  //   out[i, j·c + e] = x[rows[i], blocks[j]·c + e]       x [T, K] F32, out [n, k·c]
+  // rows I32 [n] (empty: rows 0..n-1), blocks I32 [k] (empty: all K columns, c = K). Indices live
+  // on the backend's device and are in range (checked by whoever builds them).
+  virtual void index_select(const Tensor& x, const Tensor& rows, const Tensor& blocks, int64_t block_width,
+                            Tensor& out) = 0;
+  // y[rows[i]] += src[i] + bias                         y [T, N]; rows I32 [n] distinct (empty: 0..n-1);
+  //                                                     src [n, N] F32 or empty; bias [N] F32 or empty
+  virtual void index_add(Tensor& y, const Tensor& rows, const Tensor& src, const Tensor& bias) = 0;
   // Copies whole blocks (every layer, K and V): copy-on-write of shared cache blocks.
   virtual void copy_kv_blocks(KvStore& kv, std::span<const std::pair<int32_t, int32_t>> src_dst) = 0;
   // Chooses one token per logits row; logits [R, V] may be modified. Only ids leave the device.

@@ -43,6 +43,8 @@ class ActivationHook {
 class ProjectionDelta {
  public:
   virtual ~ProjectionDelta() = default;
+  // Called once per forward, before any apply(): the batch's rows (and their adapters) are known.
+  virtual void begin_forward(const ForwardContext& ctx) {}
   // Called right after y = x · Wᵀ (+ b) of `projection` in `layer` (-1 for lm_head).
   //   x [T, in], y [T, out]
   virtual void apply(int layer, Projection projection, const Tensor& x, Tensor& y, const ForwardContext& ctx) = 0;

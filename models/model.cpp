@@ -8,6 +8,7 @@
 
 #include "engine/error.h"
 #include "models/rope.h"
+#include "models/weight_specs.h"
 
 namespace tiller {
 namespace {
@@ -53,7 +54,8 @@ KvCacheOptions Model::kv_cache_options(int64_t tokens, int64_t n_sequences, int6
 void Model::build_layout(const Batch& batch, KvCache& kv) {
   const int64_t T = batch.size();
   if (T == 0) fail("forward: empty batch");
-  if (int64_t(batch.seqs.size()) != T || int64_t(batch.positions.size()) != T || int64_t(batch.logits.size()) != T)
+  if (int64_t(batch.seqs.size()) != T || int64_t(batch.positions.size()) != T || int64_t(batch.logits.size()) != T ||
+      (!batch.adapters.empty() && int64_t(batch.adapters.size()) != T))
     fail("forward: batch fields have different lengths");
 
   // Sequences in order of first appearance; each one's rows must continue its cache in order.
@@ -118,6 +120,39 @@ void Model::build_layout(const Batch& batch, KvCache& kv) {
     if (batch.logits[size_t(t)]) L.logit_rows.push_back(int32_t(t));
   }
   backend_.upload_layout(L);
+}
+
+const Tensor& Model::projection_weight(int layer, Projection p) const {
+  if (p == Projection::LmHead) return weights_.lm_head;
+  TILLER_CHECK(layer >= 0 && layer < config_.n_layers, "layer ", layer);
+  return weights_.layers[size_t(layer)].*projection_weight_field(p);
+}
+
+const Tensor& Model::projection_bias(int layer, Projection p) const {
+  static const Tensor none;
+  if (p == Projection::LmHead) return none;
+  TILLER_CHECK(layer >= 0 && layer < config_.n_layers, "layer ", layer);
+  return weights_.layers[size_t(layer)].*projection_bias_field(p);
+}
+
+void Model::replace_projection_weight(int layer, Projection p, const Tensor& host) {
+  const Tensor& old = projection_weight(layer, p);
+  TILLER_CHECK(host.device == Device::Cpu && host.rank == 2 && host.shape == old.shape, "replacing ",
+               module_name({layer, p}), " ", old.shape_string(), " with ", host.shape_string());
+  owned_.push_back(backend_.alloc(host.nbytes()));
+  backend_.upload(owned_.back().data(), host.data, host.nbytes());
+  const Tensor placed = owned_.back().as(host.dtype, {host.shape[0], host.shape[1]});
+  if (p == Projection::LmHead) weights_.lm_head = placed;  // unties a tied head: the embedding stays
+  else weights_.layers[size_t(layer)].*projection_weight_field(p) = placed;
+}
+
+void Model::replace_projection_bias(int layer, Projection p, const Tensor& host) {
+  const auto [out, in] = projection_shape(config_, p);
+  TILLER_CHECK(p != Projection::LmHead && host.device == Device::Cpu && host.dtype == DType::F32 && host.numel() == out,
+               "replacing the bias of ", module_name({layer, p}), " with ", dtype_name(host.dtype), " ", host.shape_string());
+  owned_.push_back(backend_.alloc(host.nbytes()));
+  backend_.upload(owned_.back().data(), host.data, host.nbytes());
+  weights_.layers[size_t(layer)].*projection_bias_field(p) = owned_.back().as(DType::F32, {out});
 }
 
 void Model::ensure_workspace(int64_t rows, int64_t logit_rows) {
@@ -301,6 +336,7 @@ Tensor Model::forward(const Batch& batch, KvCache& kv, const ForwardOptions& opt
   ensure_workspace(T, R);
   const ForwardContext ctx{batch, layout_, backend_};
   Tensor x = ws_->x.as(DType::F32, {T, config_.hidden_size});
+  if (opt.delta) opt.delta->begin_forward(ctx);
 
   const bool whole = opt.first_layer == 0 && end == config_.n_layers && opt.row_first_layer.empty();
   if (whole && T == layout_.n_seqs && R > 0 && !opt.hook && !opt.delta && !opt.output_residual) {

@@ -75,6 +75,15 @@ class Model {
   // Returns an empty tensor when no row asks for logits or end_layer stops early.
   Tensor forward(const Batch& batch, KvCache& kv, const ForwardOptions& options = {});
 
+  // The weight of a projection ([out, in] on the backend's device) and its bias (empty when absent).
+  const Tensor& projection_weight(int layer, Projection projection) const;
+  const Tensor& projection_bias(int layer, Projection projection) const;
+  // Replaces a projection's weight or bias with `host` (a CPU tensor of the same shape; a bias
+  // may be added where the config has none), copied into memory the model owns: a steering
+  // profile merged at load. Call before the first forward (a replayed graph keeps old addresses).
+  void replace_projection_weight(int layer, Projection projection, const Tensor& host);
+  void replace_projection_bias(int layer, Projection projection, const Tensor& host);
+
   Model(const ModelConfig& config, Backend& backend, ModelWeights weights, std::vector<Buffer> owned,
         std::vector<std::shared_ptr<SafetensorsFile>> files);
   ~Model();

@@ -63,6 +63,7 @@ ojson result_line(const Job& job) {
   out["prompt_tokens"] = resp["usage"]["prompt_tokens"];
   out["completion_tokens"] = resp["usage"]["completion_tokens"];
   out["finish_reason"] = first["finish_reason"];
+  if (!sink.request().profile.profile.empty() && sink.request().profile.profile != "base") out["profile"] = sink.request().profile.profile;
   if (!first["logprobs"].is_null()) out["logprobs"] = first["logprobs"];
   if (sink.n_choices() > 1) {
     ojson choices = ojson::array();

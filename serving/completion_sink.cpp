@@ -228,16 +228,17 @@ ojson CompletionSink::response(const std::string& id) const {
   }
   const bool chat = request_.endpoint == Endpoint::Chat;
   return {{"id", id}, {"object", chat ? "chat.completion" : "text_completion"}, {"created", created_},
-          {"model", model_.name}, {"choices", choices}, {"usage", usage_unlocked()}};
+          {"model", request_.profile.model}, {"choices", choices}, {"usage", usage_unlocked()}, {"tiller", routing()}};
 }
 
 ojson CompletionSink::stream_chunk(const std::string& id, const ChoiceDelta& d, bool first_of_choice) const {
   const bool chat = request_.endpoint == Endpoint::Chat;
   ojson chunk = {{"id", id}, {"object", chat ? "chat.completion.chunk" : "text_completion"}, {"created", created_},
-                 {"model", model_.name},
+                 {"model", request_.profile.model},
                  {"choices", ojson::array({choice_object(d.index, d.text, d.logprobs, d.token_ids, d.finish, true,
                                                          first_of_choice)})}};
   if (request_.include_usage) chunk["usage"] = nullptr;
+  if (first_of_choice) chunk["tiller"] = routing();
   return chunk;
 }
 
@@ -245,7 +246,12 @@ ojson CompletionSink::usage_chunk(const std::string& id) const {
   std::lock_guard lock(mutex_);
   const bool chat = request_.endpoint == Endpoint::Chat;
   return {{"id", id}, {"object", chat ? "chat.completion.chunk" : "text_completion"}, {"created", created_},
-          {"model", model_.name}, {"choices", ojson::array()}, {"usage", usage_unlocked()}};
+          {"model", request_.profile.model}, {"choices", ojson::array()}, {"usage", usage_unlocked()}};
+}
+
+ojson CompletionSink::routing() const {
+  const ProfileChoice& p = request_.profile;
+  return {{"profile", p.profile}, {"language", p.language.empty() ? ojson(nullptr) : ojson(p.language)}, {"route", p.reason}};
 }
 
 }  // namespace tiller::serving

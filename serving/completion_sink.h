@@ -45,6 +45,8 @@ class CompletionSink : public std::enable_shared_from_this<CompletionSink> {
   ojson stream_chunk(const std::string& id, const ChoiceDelta& delta, bool first_of_choice) const;
   ojson usage_chunk(const std::string& id) const;
   ojson usage() const;
+  // {"profile", "language", "route"}: which steering profile answered and why (the "tiller" field).
+  ojson routing() const;
 
   const ApiRequest& request() const { return request_; }
   int n_choices() const { return int(choices_.size()); }

@@ -70,6 +70,7 @@ struct HttpServer::Impl {
   std::atomic<bool> draining{false};
   std::atomic<int> responding{0};  // generation responses still being written
   LabeledCounter requests;
+  LabeledCounter profile_requests;  // generation requests by steering profile, detected language and route
 
   Impl(const ServedModel& m, Scheduler& s, const ServerOptions& o) : model(m), sched(s), opt(o) {}
 
@@ -104,6 +105,10 @@ struct HttpServer::Impl {
     if (draining) throw ApiError(503, "the server is shutting down", "", "service_unavailable");
     const ojson body = parse_body(req.body);
     ApiRequest request = endpoint == Endpoint::Chat ? parse_chat_request(body, model) : parse_completion_request(body, model);
+    res.set_header("X-Tiller-Profile", request.profile.profile);
+    if (!request.profile.language.empty()) res.set_header("X-Tiller-Language", request.profile.language);
+    profile_requests.add("profile=\"" + request.profile.profile + "\",language=\"" + request.profile.language +
+                         "\",route=\"" + request.profile.reason + "\"");
     auto sink = std::make_shared<CompletionSink>(model, std::move(request));
     auto ids = std::make_shared<std::vector<uint64_t>>();
     try {
@@ -191,7 +196,8 @@ struct HttpServer::Impl {
 
   void tokenize(const httplib::Request& req, httplib::Response& res) {
     const ojson body = parse_body(req.body);
-    if (auto m = body.find("model"); m != body.end() && m->is_string() && m->get<std::string>() != model.name)
+    if (auto m = body.find("model"); m != body.end() && m->is_string() && m->get<std::string>() != model.name &&
+                                     !model.find_profile(m->get<std::string>()))
       throw ApiError(404, "The model '" + m->get<std::string>() + "' does not exist", "model", "invalid_request_error", "model_not_found");
     std::vector<int32_t> ids;
     if (body.contains("messages")) {
@@ -219,12 +225,27 @@ struct HttpServer::Impl {
 
   ojson model_card() const {
     return {{"id", model.name}, {"object", "model"}, {"created", model.created}, {"owned_by", "tiller"},
-            {"root", model.name}, {"max_model_len", model.ctx}};
+            {"root", model.name}, {"parent", nullptr}, {"max_model_len", model.ctx}};
+  }
+
+  // A steering profile, listed as vLLM lists LoRA adapters: its own id, the base model as parent.
+  ojson profile_card(const ServedModel::Profile& p) const {
+    return {{"id", p.name}, {"object", "model"}, {"created", model.created}, {"owned_by", "tiller"}, {"root", p.source},
+            {"parent", model.name}, {"max_model_len", model.ctx},
+            {"tiller", {{"method", p.method}, {"languages", p.languages}}}};
+  }
+
+  ojson model_list() const {
+    ojson data = ojson::array({model_card()});
+    for (const auto& p : model.profiles) data.push_back(profile_card(p));
+    return {{"object", "list"}, {"data", data}};
   }
 
   std::string metrics() const {
     std::string out;
     requests.write(out, "tiller_http_requests_total", "HTTP requests answered, by endpoint and status");
+    profile_requests.write(out, "tiller_profile_requests_total",
+                           "Generation requests by steering profile applied, detected language and how it was chosen");
     sched.write_metrics(out);
     write_metric(out, "process_resident_memory_bytes", "gauge", "Resident memory of the server process",
                  double(resident_bytes()));
@@ -249,11 +270,11 @@ struct HttpServer::Impl {
     post("/v1/chat/completions", [this](auto& q, auto& s) { generate(q, s, Endpoint::Chat); });
     post("/tokenize", [this](auto& q, auto& s) { tokenize(q, s); });
     post("/detokenize", [this](auto& q, auto& s) { detokenize(q, s); });
-    http.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
-      send_json(res, 200, {{"object", "list"}, {"data", ojson::array({model_card()})}});
-    });
+    http.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) { send_json(res, 200, model_list()); });
     http.Get("/v1/models/(.+)", [this](const httplib::Request& req, httplib::Response& res) {
+      const std::optional<int32_t> profile = model.find_profile(req.matches[1]);
       if (req.matches[1] == model.name) send_json(res, 200, model_card());
+      else if (profile) send_json(res, 200, profile_card(model.profiles[size_t(*profile - 1)]));
       else send_error(res, 404, "The model '" + std::string(req.matches[1]) + "' does not exist", "invalid_request_error", "model", "model_not_found");
     });
     http.Get("/health", [this](const httplib::Request&, httplib::Response& res) {

@@ -108,15 +108,11 @@ std::vector<std::string> stop_strings(const ojson& body) {
   return out;
 }
 
-// Settings both endpoints share; the prompt is already in `r.prompts`.
-void parse_common(const ojson& body, const ServedModel& m, ApiRequest& r, std::optional<int64_t> default_max_tokens) {
-  if (const ojson* v = field(body, "model")) {
-    if (!v->is_string()) throw ApiError(400, "'model' must be a string, found " + shown(*v), "model");
-    if (v->get<std::string>() != m.name) {
-      throw ApiError(404, "The model '" + v->get<std::string>() + "' does not exist; this server serves '" + m.name + "'",
-                     "model", "invalid_request_error", "model_not_found");
-    }
-  }
+// Settings both endpoints share; the prompt is already in `r.prompts`. `user_text` is what the
+// language router reads.
+void parse_common(const ojson& body, const ServedModel& m, ApiRequest& r, std::optional<int64_t> default_max_tokens,
+                  std::string_view user_text) {
+  r.profile = choose_profile(body, user_text, m);
   r.n = int(integer_field(body, "n", 1, 128).value_or(1));
   r.stream = bool_field(body, "stream").value_or(false);
   if (const ojson* so = field(body, "stream_options")) {
@@ -190,6 +186,23 @@ void parse_common(const ojson& body, const ServedModel& m, ApiRequest& r, std::o
   if (max_tokens) r.max_tokens = *max_tokens;
   else if (default_max_tokens) r.max_tokens = std::min(*default_max_tokens, m.ctx - P);
   else r.max_tokens = r.endpoint == Endpoint::Chat ? m.ctx - P : std::min<int64_t>(16, m.ctx - P);
+}
+
+// The text of every user message (string content or text parts), what the language router reads.
+std::string user_text(const ojson& messages) {
+  std::string text;
+  for (const auto& msg : messages) {
+    if (!msg.is_object() || msg.value("role", "") != "user") continue;
+    const ojson content = msg.value("content", ojson());
+    auto add = [&](const std::string& t) { text += (text.empty() ? "" : "\n") + t; };
+    if (content.is_string()) add(content.get<std::string>());
+    else if (content.is_array()) {
+      for (const auto& part : content) {
+        if (part.is_object() && part.contains("text") && part["text"].is_string()) add(part["text"].get<std::string>());
+      }
+    }
+  }
+  return text;
 }
 
 }  // namespace
@@ -295,7 +308,11 @@ ApiRequest parse_completion_request(const ojson& body, const ServedModel& m, std
   }
   if (field(body, "suffix")) throw ApiError(400, "'suffix' is not supported", "suffix");
   if (integer_field(body, "best_of", 1, 128).value_or(1) > 1) throw ApiError(400, "'best_of' > 1 is not supported", "best_of");
-  parse_common(body, m, r, default_max_tokens);
+  std::string text;
+  for (const auto& p : items) {
+    if (p.is_string()) text += (text.empty() ? "" : "\n") + p.get<std::string>();
+  }
+  parse_common(body, m, r, default_max_tokens, text);
   return r;
 }
 
@@ -310,7 +327,7 @@ ApiRequest parse_chat_request(const ojson& body, const ServedModel& m, std::opti
   const std::optional<int64_t> top = integer_field(body, "top_logprobs", 0, 20);
   if (top && !logprobs) throw ApiError(400, "'top_logprobs' needs 'logprobs': true", "top_logprobs");
   if (logprobs) r.logprobs = int(top.value_or(0));
-  parse_common(body, m, r, default_max_tokens);
+  parse_common(body, m, r, default_max_tokens, user_text(*messages));
   return r;
 }
 
@@ -324,6 +341,7 @@ GenerationRequest generation_request(const ApiRequest& request, size_t i) {
   g.n = request.n;
   g.logprobs = request.logprobs;
   g.prompt_logprobs = request.echo && request.logprobs >= 0;
+  g.adapter = request.profile.adapter;
   return g;
 }
 

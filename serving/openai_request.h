@@ -10,6 +10,7 @@
 
 #include "engine/error.h"
 #include "engine/json_file.h"
+#include "serving/profile_routing.h"
 #include "serving/scheduler.h"
 #include "serving/served_model.h"
 
@@ -47,6 +48,7 @@ struct ApiRequest {
   bool stream = false;
   bool include_usage = false;                 // stream_options.include_usage
   bool return_token_ids = false;              // vLLM's extension: token ids beside the text
+  ProfileChoice profile;                      // the steering profile its rows use, and why
 };
 
 // `default_max_tokens` replaces the endpoint's default (completions 16, chat: the rest of the

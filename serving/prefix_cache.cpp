@@ -21,10 +21,10 @@ PrefixCache::PrefixCache(KvCache& kv, int64_t max_entries) : kv_(kv), max_entrie
 
 PrefixCache::~PrefixCache() { clear(); }
 
-std::vector<uint64_t> PrefixCache::chain_hashes(std::span<const int32_t> tokens, int64_t n_blocks) const {
+std::vector<uint64_t> PrefixCache::chain_hashes(std::span<const int32_t> tokens, int64_t n_blocks, int32_t adapter) const {
   const int64_t bs = kv_.block_size();
   std::vector<uint64_t> out(static_cast<size_t>(n_blocks));
-  uint64_t h = 0x51ed2701f3a5c7b9ull;
+  uint64_t h = mix(0x51ed2701f3a5c7b9ull, uint64_t(uint32_t(adapter)));  // the adapter starts the chain
   for (int64_t b = 0; b < n_blocks; b++) {
     for (int64_t i = b * bs; i < (b + 1) * bs; i++) h = mix(h, uint64_t(uint32_t(tokens[size_t(i)])));
     out[size_t(b)] = h;
@@ -32,12 +32,12 @@ std::vector<uint64_t> PrefixCache::chain_hashes(std::span<const int32_t> tokens,
   return out;
 }
 
-PrefixCache::Hit PrefixCache::acquire(std::span<const int32_t> tokens, int64_t limit) {
+PrefixCache::Hit PrefixCache::acquire(std::span<const int32_t> tokens, int64_t limit, int32_t adapter) {
   lookups_++;
   const int64_t bs = kv_.block_size();
   const int64_t max_blocks = std::min<int64_t>(int64_t(tokens.size()), limit) / bs;
   if (max_blocks <= 0 || lru_.empty()) return {};
-  const std::vector<uint64_t> hashes = chain_hashes(tokens, max_blocks);
+  const std::vector<uint64_t> hashes = chain_hashes(tokens, max_blocks, adapter);
   // Hash chains make prefixes nested: the first miss ends the search.
   const Where* best = nullptr;
   for (int64_t b = 0; b < max_blocks; b++) {
@@ -49,7 +49,7 @@ PrefixCache::Hit PrefixCache::acquire(std::span<const int32_t> tokens, int64_t l
   const EntryList::iterator entry = best->entry;
   const int64_t length = best->blocks * bs;
   // A hash collision must never hand out another prompt's keys.
-  if (!std::equal(tokens.begin(), tokens.begin() + length, entry->tokens.begin())) return {};
+  if (entry->adapter != adapter || !std::equal(tokens.begin(), tokens.begin() + length, entry->tokens.begin())) return {};
   lru_.splice(lru_.begin(), lru_, entry);
   const SeqId seq = kv_.fork(entry->seq);
   if (kv_.length(seq) > length) kv_.truncate(seq, length);
@@ -58,11 +58,11 @@ PrefixCache::Hit PrefixCache::acquire(std::span<const int32_t> tokens, int64_t l
   return {seq, length};
 }
 
-void PrefixCache::insert(SeqId seq, std::span<const int32_t> tokens) {
+void PrefixCache::insert(SeqId seq, std::span<const int32_t> tokens, int32_t adapter) {
   const int64_t bs = kv_.block_size();
   const int64_t n_blocks = std::min<int64_t>(int64_t(tokens.size()), kv_.length(seq)) / bs;
   if (n_blocks <= 0) return;
-  const std::vector<uint64_t> hashes = chain_hashes(tokens, n_blocks);
+  const std::vector<uint64_t> hashes = chain_hashes(tokens, n_blocks, adapter);
   if (auto it = index_.find(hashes.back()); it != index_.end()) {  // already cached whole
     lru_.splice(lru_.begin(), lru_, it->second.entry);
     return;
@@ -76,7 +76,7 @@ void PrefixCache::insert(SeqId seq, std::span<const int32_t> tokens) {
   for (auto it : covered) drop(it);
   while (int64_t(lru_.size()) >= max_entries_) drop(std::prev(lru_.end()));
 
-  Entry e{kv_.fork(seq), std::vector<int32_t>(tokens.begin(), tokens.begin() + n_blocks * bs), hashes};
+  Entry e{kv_.fork(seq), adapter, std::vector<int32_t>(tokens.begin(), tokens.begin() + n_blocks * bs), hashes};
   kv_.truncate(e.seq, n_blocks * bs);
   lru_.push_front(std::move(e));
   for (int64_t b = 0; b < n_blocks; b++) index_[hashes[size_t(b)]] = Where{lru_.begin(), b + 1};

@@ -29,11 +29,12 @@ class PrefixCache {
     SeqId seq = -1;       // a new sequence holding the first `length` tokens (-1: no hit)
     int64_t length = 0;   // a multiple of the block size
   };
-  // The longest cached run of whole blocks that starts `tokens`, at most `limit` tokens long.
-  Hit acquire(std::span<const int32_t> tokens, int64_t limit);
+  // The longest cached run of whole blocks that starts `tokens`, at most `limit` tokens long,
+  // computed with the same adapter (a steered and an unsteered prompt never share keys).
+  Hit acquire(std::span<const int32_t> tokens, int64_t limit, int32_t adapter = 0);
 
-  // Remembers the whole blocks of `seq`, whose cache holds `tokens` (at least).
-  void insert(SeqId seq, std::span<const int32_t> tokens);
+  // Remembers the whole blocks of `seq`, whose cache holds `tokens` (at least), computed with `adapter`.
+  void insert(SeqId seq, std::span<const int32_t> tokens, int32_t adapter = 0);
 
   // Drops entries, least recently used first, until the cache has `free_wanted` free blocks or
   // no entry is left. Returns whether the target was reached.
@@ -50,6 +51,7 @@ class PrefixCache {
  private:
   struct Entry {
     SeqId seq;
+    int32_t adapter;
     std::vector<int32_t> tokens;   // whole blocks only
     std::vector<uint64_t> hashes;  // [blocks] chained hash of blocks 0..i
   };
@@ -59,7 +61,7 @@ class PrefixCache {
     int64_t blocks;  // the hash covers the entry's first `blocks` blocks
   };
 
-  std::vector<uint64_t> chain_hashes(std::span<const int32_t> tokens, int64_t n_blocks) const;
+  std::vector<uint64_t> chain_hashes(std::span<const int32_t> tokens, int64_t n_blocks, int32_t adapter) const;
   void drop(EntryList::iterator it);
 
   KvCache& kv_;

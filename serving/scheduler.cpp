@@ -78,7 +78,8 @@ TokenOutput token_output(const std::vector<float>& logprobs, int32_t id, int top
 
 }  // namespace
 
-Scheduler::Scheduler(Model& model, const SchedulerOptions& options) : model_(model), options_(options) {
+Scheduler::Scheduler(Model& model, const SchedulerOptions& options, ProjectionDelta* deltas, int32_t n_adapters)
+    : model_(model), options_(options), deltas_(deltas), n_adapters_(deltas ? n_adapters : 0) {
   const ModelConfig& c = model.config();
   SchedulerOptions& o = options_;
   if (o.ctx <= 0 || o.ctx > c.max_position_embeddings) o.ctx = c.max_position_embeddings;
@@ -113,6 +114,8 @@ uint64_t Scheduler::submit(GenerationRequest request) {
   if (request.n < 1 || request.n > options_.max_batch)
     fail("n must be between 1 and ", options_.max_batch, " (the server's --max-batch), found ", request.n);
   if (request.max_tokens < 0) fail("max_tokens must be >= 0, found ", request.max_tokens);
+  if (request.adapter < 0 || request.adapter > n_adapters_)
+    fail("adapter ", request.adapter, " is not loaded (", n_adapters_, " profiles)");
   if (request.logprobs > c.vocab_size) fail("logprobs must be at most the vocabulary size ", c.vocab_size);
   if (request.max_tokens > 0 ? P >= ctx : P > ctx) {
     fail("the prompt has ", P, " tokens but the context is ", ctx, " tokens",
@@ -221,7 +224,7 @@ void Scheduler::admit() {
     int64_t committed = 0;  // blocks running requests may still take: kept free for them
     for (const auto& x : running_) committed += outstanding_blocks(*x);
     PrefixCache::Hit hit;
-    if (prefix_ && !r.req.prompt_logprobs) hit = prefix_->acquire(r.req.prompt, r.prompt_len() - 1);
+    if (prefix_ && !r.req.prompt_logprobs) hit = prefix_->acquire(r.req.prompt, r.prompt_len() - 1, r.req.adapter);
     r.choices[0].seq = hit.seq >= 0 ? hit.seq : kv_->create();
     const int64_t need = outstanding_blocks(r);
     // Drop cached prefixes only when that makes the request fit; otherwise keep them and wait.
@@ -249,7 +252,7 @@ void Scheduler::admit() {
 void Scheduler::prefill_done(Live& r) {
   const SeqId parent = r.choices[0].seq;
   if (r.req.prompt_logprobs && r.req.on_prompt) r.req.on_prompt(r.prompt_lp);
-  if (prefix_) prefix_->insert(parent, std::span(r.req.prompt).first(size_t(r.prefill_end)));
+  if (prefix_) prefix_->insert(parent, std::span(r.req.prompt).first(size_t(r.prefill_end)), r.req.adapter);
   if (r.max_new == 0) {
     abort_request(r, FinishReason::Length, {});
     return;
@@ -277,7 +280,7 @@ void Scheduler::run_batch() {
     for (int c = 0; c < int(r->choices.size()); c++) {
       const Choice& ch = r->choices[size_t(c)];
       if (ch.done) continue;
-      batch.add(ch.next_input, ch.seq, int32_t(kv_->length(ch.seq)), true);
+      batch.add(ch.next_input, ch.seq, int32_t(kv_->length(ch.seq)), true, r->req.adapter);
       rows.push_back({r.get(), c, -1});
       budget--;
     }
@@ -290,7 +293,7 @@ void Scheduler::run_batch() {
     for (int64_t i = r->prefilled; i < r->prefilled + take; i++) {
       const bool sample_row = i == P - 1;  // only when prefill_end == P
       const bool lp_row = r->req.prompt_logprobs && i + 1 < P;
-      batch.add(r->req.prompt[size_t(i)], r->choices[0].seq, int32_t(i), sample_row || lp_row);
+      batch.add(r->req.prompt[size_t(i)], r->choices[0].seq, int32_t(i), sample_row || lp_row, r->req.adapter);
       if (sample_row || lp_row) rows.push_back({r.get(), sample_row ? 0 : -1, lp_row ? i : -1});
     }
     r->planned = take;
@@ -300,7 +303,9 @@ void Scheduler::run_batch() {
 
   Tensor logits;
   try {
-    logits = model_.forward(batch, *kv_);
+    ForwardOptions fo;
+    if (batch.any_adapter()) fo.delta = deltas_;  // otherwise plain steps stay graph-replayable
+    logits = model_.forward(batch, *kv_, fo);
   } catch (const std::exception& e) {
     // Not expected (admission keeps blocks free); fail the requests in this batch, keep serving.
     std::fprintf(stderr, "tiller: forward failed: %s\n", e.what());

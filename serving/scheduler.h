@@ -56,6 +56,7 @@ struct GenerationRequest {
   int n = 1;                    // choices, each its own sequence forked from the prompt
   int logprobs = -1;            // < 0: none; k >= 0: each token's logprob and the k most likely
   bool prompt_logprobs = false; // logprobs of prompt tokens 1..P-1 (echo scoring); disables prefix reuse
+  int32_t adapter = 0;          // the scheduler's delta set entry (steering profile) its rows use; 0: none
 
   // Called on the scheduler's thread in this order; they must return quickly.
   // Prompt logprobs: entry i is token i of the prompt (entry 0 carries no logprob).
@@ -91,8 +92,10 @@ class SchedulerStopped : public Error {
 
 class Scheduler {
  public:
-  // Resolves the options against the model (ctx, kv_blocks) and allocates the KV cache.
-  Scheduler(Model& model, const SchedulerOptions& options);
+  // Resolves the options against the model (ctx, kv_blocks) and allocates the KV cache. `deltas`
+  // (optional, kept by the caller) applies per row to requests with an adapter; it must know
+  // adapters 1..n_adapters.
+  Scheduler(Model& model, const SchedulerOptions& options, ProjectionDelta* deltas = nullptr, int32_t n_adapters = 0);
   ~Scheduler();
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
@@ -148,6 +151,8 @@ class Scheduler {
 
   Model& model_;
   SchedulerOptions options_;
+  ProjectionDelta* deltas_;
+  int32_t n_adapters_;
   std::unique_ptr<KvCache> kv_;
   std::unique_ptr<PrefixCache> prefix_;
 

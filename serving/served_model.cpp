@@ -34,6 +34,13 @@ ServedModel describe_model(const Model& model, const Tokenizer* tokenizer, const
   return m;
 }
 
+std::optional<int32_t> ServedModel::find_profile(const std::string& profile) const {
+  for (size_t i = 0; i < profiles.size(); i++) {
+    if (profiles[i].name == profile) return int32_t(i + 1);
+  }
+  return std::nullopt;
+}
+
 std::string ServedModel::token_bytes(int32_t id) const {
   if (!tokenizer) return std::to_string(id);
   std::string out;

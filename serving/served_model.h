@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -12,6 +13,7 @@
 #include "engine/chat/chat_template.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "models/model.h"
+#include "serving/language_detect.h"
 
 namespace tiller::serving {
 
@@ -26,6 +28,20 @@ struct ServedModel {
   std::vector<int32_t> eos_ids;       // generation_config's, else config.json's
   int64_t ctx = 0;                    // tokens per sequence, prompt included
   int64_t created = 0;                // unix time the server loaded it
+
+  // Steering profiles served beside the base model: adapter a (1..n) is profiles[a - 1].
+  struct Profile {
+    std::string name, method, source;
+    std::vector<std::string> languages;
+  };
+  std::vector<Profile> profiles;
+  int32_t default_adapter = 0;        // requests that name no profile and are not routed
+  // --route-by-language: the detector chooses among the keys of `routes` (language -> adapter).
+  std::shared_ptr<const LanguageDetector> router;
+  std::map<std::string, int32_t> routes;
+
+  std::string profile_name(int32_t adapter) const { return adapter == 0 ? "base" : profiles[size_t(adapter - 1)].name; }
+  std::optional<int32_t> find_profile(const std::string& name) const;
 
   int64_t vocab_size() const { return model->config().vocab_size; }
   // The raw bytes one token contributes to text (special tokens give their text; the id itself

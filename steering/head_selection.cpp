@@ -125,7 +125,7 @@ HeadList read_head_list(const std::filesystem::path& path, int64_t n_layers, int
       const std::string msg = path.string() + ": entry " + std::to_string(i) + " names head [" + std::to_string(l) +
                               ", " + std::to_string(h) + "], outside the model's " + std::to_string(n_layers) +
                               " layers x " + std::to_string(n_heads) + " heads";
-      if (!drop_invalid) fail(msg, ". Use a list made for this model, or --drop-invalid to drop such entries.");
+      if (!drop_invalid) fail(msg, ". Use a list made for this model, or drop such entries with a warning (tiller heads --drop-invalid, tiller steer soteria --drop-invalid-heads).");
       if (warn) warn(msg + "; dropped");
       continue;
     }

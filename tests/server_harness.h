@@ -5,6 +5,7 @@
 
 #include <httplib.h>
 
+#include <functional>
 #include <memory>
 #include <thread>
 
@@ -12,6 +13,7 @@
 #include "kernels/cpu/cpu_backend.h"
 #include "serving/http_server.h"
 #include "serving/openai_request.h"
+#include "steering/profile_delta.h"
 #include "test_util.h"
 
 namespace tiller::test {
@@ -26,14 +28,25 @@ struct TestServer {
   std::thread thread;
   int port = 0;
 
+  std::unique_ptr<ProfileSet> profiles;  // per-request steering profiles (optional)
+
+  // `make_profiles` (optional) builds the profiles served beside the model; `configure` edits the
+  // served model's description (profile list, default, routes) before the server starts.
   TestServer(const std::filesystem::path& dir, serving::SchedulerOptions so, serving::ServerOptions ho = {},
-             bool with_tokenizer = false, bool start_scheduler = true) {
+             bool with_tokenizer = false, bool start_scheduler = true,
+             const std::function<std::unique_ptr<ProfileSet>(Backend&, const Model&)>& make_profiles = {},
+             const std::function<void(serving::ServedModel&)>& configure = {}) {
     backend = std::make_unique<CpuBackend>(1);  // the HTTP threads need the other core
     model = Model::load(dir, *backend);
     if (with_tokenizer) tokenizer = load_tokenizer(dir);
-    scheduler = std::make_unique<serving::Scheduler>(*model, so);
+    if (make_profiles) profiles = make_profiles(*backend, *model);
+    scheduler = std::make_unique<serving::Scheduler>(*model, so, profiles.get(), profiles ? profiles->size() : 0);
     served = std::make_unique<serving::ServedModel>(
         serving::describe_model(*model, tokenizer.get(), dir, "test-model", scheduler->options().ctx));
+    for (int32_t a = 1; profiles && a <= profiles->size(); a++)
+      served->profiles.push_back({profiles->name(a), profiles->profile(a).manifest.method, "",
+                                  profiles->profile(a).manifest.languages});
+    if (configure) configure(*served);
     ho.host = "127.0.0.1";
     ho.port = 0;
     server = std::make_unique<serving::HttpServer>(*served, *scheduler, ho);

@@ -330,6 +330,60 @@ TEST_CASE("backend ops: embedding and gather_rows (exact, every table dtype)") {
   });
 }
 
+// Index tensors (I32) on one backend.
+Guarded make_indices(Backend& be, const std::vector<int32_t>& ids) {
+  Guarded g = make_tensor(be, DType::I32, {int64_t(ids.size())});
+  be.upload(g.t.data, ids.data(), ids.size() * sizeof(int32_t));
+  return g;
+}
+
+TEST_CASE("backend ops: index_select and index_add (rows of one profile, column blocks of its heads)") {
+  for_each_device([](Backend& cpu, Backend& dev) {
+    for (int64_t T : {1, 7, 64}) {
+      for (int64_t c : {16, 24}) {  // head_dim
+        const int64_t H = 5, K = H * c, N = 37;
+        const auto xv = random_values(T * K, uint64_t(T * c));
+        Twin x = make_twin(cpu, dev, DType::F32, {T, K}, &xv);
+        std::vector<int32_t> rows;  // every other row, from the last down: not sorted, not contiguous
+        for (int64_t t = T - 1; t >= 0; t -= 2) rows.push_back(int32_t(t));
+        const std::vector<int32_t> blocks = {4, 1, 2};
+        const Guarded rows_cpu = make_indices(cpu, rows), rows_dev = make_indices(dev, rows);
+        const Guarded blocks_cpu = make_indices(cpu, blocks), blocks_dev = make_indices(dev, blocks);
+        const int64_t n = int64_t(rows.size()), k = int64_t(blocks.size());
+        const std::string what = describe({{"T", T}, {"c", c}, {"n", n}});
+
+        Twin sel = make_twin(cpu, dev, DType::F32, {n, k * c}, nullptr);
+        cpu.index_select(x.cpu.t, rows_cpu.t, blocks_cpu.t, c, sel.cpu.t);
+        dev.index_select(x.dev.t, rows_dev.t, blocks_dev.t, c, sel.dev.t);
+        check_close(cpu, dev, sel, 0.0, "index_select rows+blocks " + what);
+        Twin rows_only = make_twin(cpu, dev, DType::F32, {n, K}, nullptr);
+        cpu.index_select(x.cpu.t, rows_cpu.t, Tensor(), 0, rows_only.cpu.t);
+        dev.index_select(x.dev.t, rows_dev.t, Tensor(), 0, rows_only.dev.t);
+        check_close(cpu, dev, rows_only, 0.0, "index_select rows " + what);
+        Twin blocks_only = make_twin(cpu, dev, DType::F32, {T, k * c}, nullptr);
+        cpu.index_select(x.cpu.t, Tensor(), blocks_cpu.t, c, blocks_only.cpu.t);
+        dev.index_select(x.dev.t, Tensor(), blocks_dev.t, c, blocks_only.dev.t);
+        check_close(cpu, dev, blocks_only, 0.0, "index_select blocks " + what);
+
+        const auto yv = random_values(T * N, 7), sv = random_values(n * N, 8), bv = random_values(N, 9);
+        Twin src = make_twin(cpu, dev, DType::F32, {n, N}, &sv);
+        Twin bias = make_twin(cpu, dev, DType::F32, {N}, &bv);
+        Twin y = make_twin(cpu, dev, DType::F32, {T, N}, &yv);
+        cpu.index_add(y.cpu.t, rows_cpu.t, src.cpu.t, bias.cpu.t);
+        dev.index_add(y.dev.t, rows_dev.t, src.dev.t, bias.dev.t);
+        check_close(cpu, dev, y, kTightNse, "index_add rows+src+bias " + what);
+        cpu.index_add(y.cpu.t, rows_cpu.t, Tensor(), bias.cpu.t);
+        dev.index_add(y.dev.t, rows_dev.t, Tensor(), bias.dev.t);
+        check_close(cpu, dev, y, kTightNse, "index_add rows+bias " + what);
+        Twin src_all = make_twin(cpu, dev, DType::F32, {T, N}, &yv);
+        cpu.index_add(y.cpu.t, Tensor(), src_all.cpu.t, Tensor());
+        dev.index_add(y.dev.t, Tensor(), src_all.dev.t, Tensor());
+        check_close(cpu, dev, y, kTightNse, "index_add all rows " + what);
+      }
+    }
+  });
+}
+
 TEST_CASE("backend ops: linear over dtypes, rows (GEMV and GEMM paths), odd shapes and biases") {
   for_each_device([](Backend& cpu, Backend& dev) {
     struct Shape {

@@ -20,6 +20,7 @@ inline std::filesystem::path shared_dir() {
 
 inline bool have_shared() { return std::filesystem::exists(shared_dir() / "models"); }
 
+
 }  // namespace tiller::test
 
 // Ends the current test case early with a visible reason (doctest has no run-time skip).

@@ -139,6 +139,38 @@ void CpuBackend::gather_rows(const Tensor& x, const BatchLayout& b, Tensor& out)
     std::memcpy(out.ptr<float>() + int64_t(i) * D, x.ptr<float>() + int64_t(b.logit_rows[i]) * D, size_t(D) * 4);
 }
 
+void CpuBackend::index_select(const Tensor& x, const Tensor& rows, const Tensor& blocks, int64_t width, Tensor& out) {
+  check_f32(x, "index_select", "x");
+  check_f32(out, "index_select", "out");
+  const int64_t K = x.row_size(), n = rows.empty() ? out.shape[0] : rows.numel();
+  const int64_t k = blocks.empty() ? 1 : blocks.numel(), c = blocks.empty() ? K : width;
+  TILLER_CHECK(out.shape[0] == n && out.row_size() == k * c && c > 0 && (blocks.empty() || k * c <= K), "index_select: x ",
+               x.shape_string(), " out ", out.shape_string(), " blocks ", k, " x ", c);
+  const int32_t* r = rows.empty() ? nullptr : rows.ptr<int32_t>();
+  for (int64_t i = 0; i < n; i++) {
+    const float* src = x.ptr<float>() + (r ? int64_t(r[i]) : i) * K;
+    float* dst = out.ptr<float>() + i * k * c;
+    for (int64_t j = 0; j < k; j++) {
+      const int64_t col = blocks.empty() ? 0 : int64_t(blocks.ptr<int32_t>()[j]) * c;
+      std::memcpy(dst + j * c, src + col, size_t(c) * sizeof(float));
+    }
+  }
+}
+
+void CpuBackend::index_add(Tensor& y, const Tensor& rows, const Tensor& src, const Tensor& bias) {
+  check_f32(y, "index_add", "y");
+  const int64_t N = y.row_size(), n = rows.empty() ? (src.empty() ? y.shape[0] : src.shape[0]) : rows.numel();
+  TILLER_CHECK(n <= y.shape[0] && (src.empty() || (src.dtype == DType::F32 && src.shape[0] == n && src.row_size() == N)) &&
+                   (bias.empty() || (bias.dtype == DType::F32 && bias.numel() == N)),
+               "index_add: y ", y.shape_string(), " src ", src.shape_string(), " bias ", bias.shape_string());
+  const int32_t* r = rows.empty() ? nullptr : rows.ptr<int32_t>();
+  for (int64_t i = 0; i < n; i++) {
+    float* dst = y.ptr<float>() + (r ? int64_t(r[i]) : i) * N;
+    if (!src.empty()) cpu::add(dst, src.ptr<float>() + i * N, N);
+    if (!bias.empty()) cpu::add(dst, bias.ptr<float>(), N);
+  }
+}
+
 void CpuBackend::copy_kv_blocks(KvStore& kv, std::span<const std::pair<int32_t, int32_t>> src_dst) {
   const size_t block_bytes = size_t(kv.n_kv_heads * kv.block_size * kv.head_dim) * dtype_size(kv.dtype);
   for (size_t l = 0; l < kv.k.size(); l++) {

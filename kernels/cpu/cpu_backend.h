@@ -36,6 +36,8 @@ class CpuBackend final : public Backend {
   void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) override;
   void add(Tensor& x, const Tensor& y) override;
   void gather_rows(const Tensor& x, const BatchLayout& b, Tensor& out) override;
+  void index_select(const Tensor& x, const Tensor& rows, const Tensor& blocks, int64_t block_width, Tensor& out) override;
+  void index_add(Tensor& y, const Tensor& rows, const Tensor& src, const Tensor& bias) override;
   void copy_kv_blocks(KvStore& kv, std::span<const std::pair<int32_t, int32_t>> src_dst) override;
   void sample(Tensor& logits, std::span<const SampleRequest> requests, std::span<int32_t> out_ids) override;
 

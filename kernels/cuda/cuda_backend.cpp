@@ -465,6 +465,29 @@ void CudaBackend::gather_rows(const Tensor& x, const BatchLayout& b, Tensor& out
   cuda::gather_rows(x.ptr<float>(), D, b.device.logit_rows.ptr<int32_t>(), R, out.ptr<float>(), impl_->stream);
 }
 
+void CudaBackend::index_select(const Tensor& x, const Tensor& rows, const Tensor& blocks, int64_t width, Tensor& out) {
+  check_device_f32(x, "index_select", "x");
+  check_device_f32(out, "index_select", "out");
+  const int64_t K = x.row_size(), n = rows.empty() ? out.shape[0] : rows.numel();
+  const int64_t k = blocks.empty() ? 1 : blocks.numel(), c = blocks.empty() ? K : width;
+  TILLER_CHECK(out.shape[0] == n && out.row_size() == k * c, "index_select: x ", x.shape_string(), " out ",
+               out.shape_string());
+  cuda::index_select(x.ptr<float>(), K, rows.empty() ? nullptr : rows.ptr<int32_t>(), n,
+                     blocks.empty() ? nullptr : blocks.ptr<int32_t>(), k, c, out.ptr<float>(), impl_->stream);
+}
+
+void CudaBackend::index_add(Tensor& y, const Tensor& rows, const Tensor& src, const Tensor& bias) {
+  check_device_f32(y, "index_add", "y");
+  const int64_t N = y.row_size(), n = rows.empty() ? (src.empty() ? y.shape[0] : src.shape[0]) : rows.numel();
+  TILLER_CHECK(n <= y.shape[0] && (src.empty() || (src.shape[0] == n && src.row_size() == N)) &&
+                   (bias.empty() || bias.numel() == N),
+               "index_add: y ", y.shape_string(), " src ", src.shape_string(), " bias ", bias.shape_string());
+  if (!src.empty()) check_device_f32(src, "index_add", "src");
+  if (!bias.empty()) check_device_f32(bias, "index_add", "bias");
+  cuda::index_add(y.ptr<float>(), N, rows.empty() ? nullptr : rows.ptr<int32_t>(), n,
+                  src.empty() ? nullptr : src.ptr<float>(), bias.empty() ? nullptr : bias.ptr<float>(), impl_->stream);
+}
+
 void CudaBackend::copy_kv_blocks(KvStore& kv, std::span<const std::pair<int32_t, int32_t>> src_dst) {
   impl_->not_capturing("copy_kv_blocks");
   const size_t block_bytes = size_t(kv.n_kv_heads * kv.block_size * kv.head_dim) * dtype_size(kv.dtype);

@@ -18,6 +18,15 @@ void embedding(const void* table, DType dtype, int64_t V, int64_t D, const int32
 // out[i] = x[rows[i]]                                  x [T, D], out [R, D] F32
 void gather_rows(const float* x, int64_t D, const int32_t* rows, int64_t R, float* out, cudaStream_t stream);
 
+// out[i, j·c + e] = x[rows[i], blocks[j]·c + e]         x [T, K], out [n, k·c] F32; rows null: i;
+//                                                      blocks null: k = 1, c = K
+void index_select(const float* x, int64_t K, const int32_t* rows, int64_t n, const int32_t* blocks, int64_t k,
+                  int64_t c, float* out, cudaStream_t stream);
+// y[rows[i]] += src[i] + bias                          y [T, N], src [n, N] or null, bias [N] or null;
+//                                                      rows null: i; rows distinct
+void index_add(float* y, int64_t N, const int32_t* rows, int64_t n, const float* src, const float* bias,
+               cudaStream_t stream);
+
 // --- norm.cu ---
 // out = x · rsqrt(mean(x²) + eps) · w                  x, out [T, D] (may alias), w [D]
 void rmsnorm(const float* x, const float* w, float eps, int64_t T, int64_t D, float* out, cudaStream_t stream);
