@@ -34,7 +34,7 @@ int run_render(const Args& args) {
   nlohmann::ordered_json doc;
   try {
     doc = nlohmann::ordered_json::parse(read_text_file(file));  // keep key order: tojson output depends on it
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
     fail(file.string(), ": malformed JSON (", e.what(), ")");
   }
   nlohmann::ordered_json messages = doc;

@@ -52,6 +52,7 @@ const Command& soteria_command() {
           {"--dtype", "", "f32|bf16|f16", "dtype of the stored delta", "the base model's weight dtype"},
           {"--description", "", "TEXT", "free text for the manifest", "a summary of the arithmetic"},
           {"--out", "-o", "PROFILE.safetensors", "output profile", ""},
+          {"--threads", "-t", "N", "CPU threads for reading the models", "one per core"},
       },
       "METHODS: for (l, h) in heads: W_O[l][:, h*d:(h+1)*d] -= S * (W_O,ft[l] - W_O,base[l])[:, h*d:(h+1)*d].\n"
       "q/k/v, the MLP, norms and embeddings are untouched; the profile stores only those columns.\n\n"

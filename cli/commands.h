@@ -2,6 +2,7 @@
 // RegisterSubcommand, so adding a command touches no shared file.
 #pragma once
 
+#include <string>
 #include <vector>
 
 #include "cli/args.h"
@@ -20,5 +21,9 @@ struct RegisterSubcommand {
 
 // Every registered subcommand, in `order`.
 std::vector<Subcommand> subcommands();
+
+// Runs subcommand `name` ("attribute", "steer soteria") with `args` in this process, as the
+// command line would; errors propagate as exceptions (a command composed of others: tiller demo).
+int run_subcommand(const std::string& name, const std::vector<std::string>& args);
 
 }  // namespace tiller::cli

@@ -7,6 +7,7 @@
 
 #include "cli/commands.h"
 #include "engine/error.h"
+#include "engine/mapping_registry.h"
 
 namespace tiller::cli {
 
@@ -29,6 +30,13 @@ std::vector<Subcommand> subcommands() {
   return all;
 }
 
+int run_subcommand(const std::string& name, const std::vector<std::string>& args) {
+  for (const auto& s : subcommands()) {
+    if (s.spec().name == name) return s.run(Args(s.spec(), args));
+  }
+  fail("no subcommand '", name, "'");
+}
+
 namespace {
 
 // Commands whose name starts with `group` ("" for all).
@@ -47,6 +55,7 @@ void print_overview(const std::string& group = {}) {
 
 int main(int argc, char** argv) {
   using namespace tiller::cli;
+  tiller::install_mapping_fault_handler();  // a weight file truncated while mapped: say which
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h" || std::string(argv[1]) == "help") {
     print_overview();
     return argc < 2 ? 2 : 0;

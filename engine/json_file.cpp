@@ -19,13 +19,16 @@ std::string read_text_file(const std::filesystem::path& path) {
   return ss.str();
 }
 
-json read_json_file(const std::filesystem::path& path) {
-  const std::string text = read_text_file(path);
+json read_json_file(const std::filesystem::path& path) { return parse_json_text(read_text_file(path), path.string()); }
+
+json parse_json_text(std::string_view text, const std::string& source) {
   try {
     return json::parse(text);
   } catch (const json::parse_error& e) {
-    fail(path.string(), ": malformed JSON at byte ", e.byte, " (", e.what(),
+    fail(source, ": malformed JSON at byte ", e.byte, " (", e.what(),
          "). Expected a valid JSON document; check the file is complete and not an HTML error page.");
+  } catch (const json::exception& e) {  // a number past double's range
+    fail(source, ": JSON that cannot be read (", e.what(), ")");
   }
 }
 

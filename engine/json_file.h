@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 
 namespace tiller {
 
@@ -11,6 +12,8 @@ using json = nlohmann::json;
 
 // Parses a whole file; throws Error("<file>: malformed JSON at byte N: ...") or ("cannot open").
 json read_json_file(const std::filesystem::path& path);
+// Parses a document read from `source` (named in errors) with read_json_file's errors.
+json parse_json_text(std::string_view text, const std::string& source);
 
 // Reads a whole file into a string; throws Error naming the file when it cannot be read.
 std::string read_text_file(const std::filesystem::path& path);

@@ -12,6 +12,7 @@
 
 #include "engine/error.h"
 #include "engine/json_file.h"
+#include "engine/mapping_registry.h"
 
 namespace tiller {
 namespace {
@@ -48,6 +49,7 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::filesystem::pa
     fail(where, ": cannot stat (", std::strerror(errno), ")");
   }
   const size_t size = size_t(st.st_size);
+  const FileStamp stamp = FileStamp::of(fd);
   if (size < 8) {
     ::close(fd);
     fail(where, ": truncated: the file has ", size,
@@ -61,6 +63,8 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::filesystem::pa
   file->path_ = path;
   file->base_ = static_cast<const uint8_t*>(map);
   file->size_ = size;
+  file->stamp_ = stamp;
+  register_mapping(map, size, path);
 
   uint64_t header_len = 0;
   std::memcpy(&header_len, file->base_, 8);
@@ -71,14 +75,16 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::filesystem::pa
   json header;
   try {
     header = json::parse(file->base_ + 8, file->base_ + 8 + header_len);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     fail(where, ": the safetensors header is not valid JSON (", e.what(), "). The file is damaged; re-download it.");
   }
   if (!header.is_object()) fail(where, ": the safetensors header must be a JSON object, found ", header.type_name());
 
   const size_t data_start = 8 + header_len;
   const size_t data_size = size - data_start;
-  for (const auto& [name, entry] : header.items()) {
+  for (const auto& item : header.items()) {  // not a structured binding: the lambda below names these (clang 14)
+    const std::string& name = item.key();
+    const json& entry = item.value();
     if (name == "__metadata__") {
       if (entry.is_object()) {
         for (const auto& [k, v] : entry.items()) {
@@ -126,11 +132,25 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::filesystem::pa
   }
   // Weights are streamed once per token; let the kernel read ahead.
   madvise(const_cast<uint8_t*>(file->base_), size, MADV_WILLNEED);
+  file->check_unchanged("reading its header");
   return file;
 }
 
 SafetensorsFile::~SafetensorsFile() {
-  if (base_) munmap(const_cast<uint8_t*>(base_), size_);
+  if (base_) {
+    unregister_mapping(base_);
+    munmap(const_cast<uint8_t*>(base_), size_);
+  }
+}
+
+FileChange SafetensorsFile::changed_on_disk(std::string* what) const { return compare(stamp_, FileStamp::of(path_), what); }
+
+void SafetensorsFile::check_unchanged(const std::string& while_doing) const {
+  std::string what;
+  if (changed_on_disk(&what) != FileChange::Modified) return;
+  fail(path_.string(), " changed on disk while tiller had it mapped (", what, ", noticed while ", while_doing,
+       "): the weights read through the mapping can no longer be trusted. Another program is writing it in place; "
+       "let it finish, then start again. (Replace model files by writing a new file and renaming it over the old one.)");
 }
 
 const TensorInfo* SafetensorsFile::find(const std::string& name) const {

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/file_stamp.h"
 #include "engine/tensor.h"
 
 namespace tiller {
@@ -43,6 +44,13 @@ class SafetensorsFile {
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   const TensorInfo* find(const std::string& name) const;
 
+  // Whether the file on disk is still the one mapped (engine/file_stamp.h), and, when `what` is
+  // given, how it changed. check_unchanged() throws Error for a file modified in place, naming
+  // `while_doing` ("loading", "serving", ...).
+  FileChange changed_on_disk(std::string* what = nullptr) const;
+  void check_unchanged(const std::string& while_doing) const;
+  const FileStamp& stamp() const { return stamp_; }
+
   // A CPU view of the tensor's bytes in the mapping (valid while this file lives). Throws when
   // the tensor is absent or its dtype is not one tiller reads.
   Tensor view(const std::string& name) const;
@@ -53,6 +61,7 @@ class SafetensorsFile {
   std::filesystem::path path_;
   const uint8_t* base_ = nullptr;
   size_t size_ = 0;
+  FileStamp stamp_;
   std::map<std::string, TensorInfo> tensors_;
   std::map<std::string, std::string> metadata_;
 };

@@ -158,6 +158,11 @@ Dataset load_prompt_jsonl(const fs::path& path, const std::string& default_langu
     if (j.contains("harmful")) {
       if (!j["harmful"].is_boolean()) fail(where, ": \"harmful\" must be true or false");
       item.harmful = j["harmful"];
+    } else if (j.contains("label")) {  // the probe's convention: 1 / 0, or a word
+      const ojson& label = j["label"];
+      if (label == 1 || label == "harmful" || label == "unsafe" || label == "toxic") item.harmful = true;
+      else if (label == 0 || label == "benign" || label == "harmless" || label == "safe" || label == "non-toxic") item.harmful = false;
+      else fail(where, ": \"label\" must be 1 / \"harmful\" / \"unsafe\" / \"toxic\" or 0 / \"benign\" / \"harmless\" / \"safe\", found ", label.dump());
     }
     if (j.contains("english") && j["english"].is_string()) item.english = j["english"].get<std::string>();
     else if (item.language == "en") item.english = item.prompt;

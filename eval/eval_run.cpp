@@ -14,7 +14,7 @@
 #include <thread>
 #include <unordered_map>
 
-#include "eval/jsonl_file.h"
+#include "engine/jsonl_appender.h"
 
 namespace tiller::eval {
 
@@ -194,15 +194,15 @@ EvalOutcome run_eval(const serving::ServedModel& model, serving::Scheduler& sche
   const auto items_path = run.out_dir / "items.jsonl";
   std::unordered_map<std::string, ItemRecord> existing;
   std::vector<std::string> existing_order;
-  for (const auto& line : read_jsonl_lines(items_path, true)) {
+  // Opening cuts off a line a killed run left unfinished (engine/jsonl_appender.h).
+  JsonlAppender writer(items_path, [&](std::string_view line) {
     try {
       ItemRecord r = ItemRecord::from_json(json::parse(line));
       if (!existing.count(r.key())) existing_order.push_back(r.key());
       existing[r.key()] = std::move(r);
     } catch (const json::exception&) {  // a damaged line: its work is simply redone
     }
-  }
-  JsonlAppender writer(items_path);
+  });
 
   EvalOutcome out;
   out.total = int64_t(data.items.size() * n_systems) * samples;
@@ -492,7 +492,7 @@ EvalOutcome run_eval(const serving::ServedModel& model, serving::Scheduler& sche
   // Finished: rewrite items.jsonl in dataset order (lines of earlier, wider selections after).
   std::unordered_map<std::string, ItemRecord> all;
   std::vector<std::string> order;
-  for (const auto& line : read_jsonl_lines(items_path, true)) {
+  for (const auto& line : read_jsonl_lines(items_path)) {
     ItemRecord r = ItemRecord::from_json(json::parse(line));
     if (!all.count(r.key())) order.push_back(r.key());
     all[r.key()] = std::move(r);

@@ -12,7 +12,7 @@
 #include <thread>
 #include <unordered_map>
 
-#include "eval/jsonl_file.h"
+#include "engine/jsonl_appender.h"
 #include "eval/judge.h"
 #include "eval/sha256.h"
 
@@ -127,14 +127,13 @@ class EndpointJudge final : public Judge {
     model_ = o.endpoint_model;
     check_reachable();
     if (!o.cache_file.empty()) {
-      for (const auto& line : read_jsonl_lines(o.cache_file, true)) {
+      cache_writer_ = std::make_unique<JsonlAppender>(o.cache_file, [&](std::string_view line) {
         try {
           const json j = json::parse(line);
           cache_[j.at("key").get<std::string>()] = j.at("answer").get<std::string>();
         } catch (const json::exception&) {  // a damaged line is simply not cached
         }
-      }
-      cache_writer_ = std::make_unique<JsonlAppender>(o.cache_file);
+      });
     }
   }
 

@@ -85,7 +85,13 @@ std::unique_ptr<Model> Model::load(const std::filesystem::path& dir, Backend& ba
     std::fprintf(stderr, "tiller: warning: %zu tensor(s) in %s are not used by %s (first: %s)\n", unused.size(),
                  dir.string().c_str(), config.architecture_name.c_str(), unused.front().c_str());
   }
-  return std::make_unique<Model>(config, backend, std::move(w), std::move(owned), ckpt.files());
+  auto model = std::make_unique<Model>(config, backend, std::move(w), std::move(owned), ckpt.files());
+  model->check_files_unchanged("loading");  // what was copied or will be read came from the file as opened
+  return model;
+}
+
+void Model::check_files_unchanged(const std::string& while_doing) const {
+  for (const auto& f : files_) f->check_unchanged(while_doing);
 }
 
 }  // namespace tiller

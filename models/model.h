@@ -67,6 +67,9 @@ class Model {
   const ModelWeights& weights() const { return weights_; }
   // The dtype linear weights are stored in (the KV cache uses it too by default).
   DType weight_dtype() const { return weights_.layers.empty() ? DType::F32 : weights_.layers[0].q.dtype; }
+  // Throws Error when a weight file was modified on disk since it was mapped (engine/file_stamp.h);
+  // `while_doing` names the moment ("loading", "serving", ...). Cheap: one stat per file.
+  void check_files_unchanged(const std::string& while_doing) const;
   // A cache shaped for this model with room for `n_sequences` sequences of `tokens` tokens each.
   KvCacheOptions kv_cache_options(int64_t tokens, int64_t n_sequences = 1, int64_t block_size = 16) const;
 

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <unordered_set>
 
+#include "engine/jsonl_appender.h"
 #include "serving/completion_sink.h"
 #include "serving/openai_request.h"
 
@@ -24,28 +25,13 @@ struct Job {
   std::shared_ptr<CompletionSink> sink;
 };
 
-// Ids the output already holds (lines without "error"); cuts off a last line a crash left unfinished.
-std::unordered_set<std::string> finished_ids(const std::filesystem::path& output) {
-  std::unordered_set<std::string> done;
-  if (!std::filesystem::exists(output)) return done;
-  std::string content = read_text_file(output);
-  const size_t last = content.rfind('\n');
-  const size_t complete = last == std::string::npos ? 0 : last + 1;
-  if (complete < content.size()) {
-    std::filesystem::resize_file(output, complete);
-    content.resize(complete);
+// Notes the id of a finished result line (one without "error") already in the output.
+void note_finished(std::string_view line, std::unordered_set<std::string>& done) {
+  try {
+    const ojson j = ojson::parse(line);
+    if (j.is_object() && j.contains("id") && !j.contains("error")) done.insert(j["id"].dump());
+  } catch (const ojson::exception&) {  // not ours to judge: it is simply not done
   }
-  size_t start = 0;
-  while (start < content.size()) {
-    const size_t end = content.find('\n', start);
-    try {
-      const ojson j = ojson::parse(content.substr(start, end - start));
-      if (j.is_object() && j.contains("id") && !j.contains("error")) done.insert(j["id"].dump());
-    } catch (const ojson::parse_error&) {  // not ours to judge: it is simply not done
-    }
-    start = end + 1;
-  }
-  return done;
 }
 
 ojson result_line(const Job& job) {
@@ -90,15 +76,15 @@ std::string duration_text(double s) {
 
 BatchSummary run_batch_file(const ServedModel& model, Scheduler& scheduler, const BatchOptions& opt) {
   BatchSummary sum;
-  const std::unordered_set<std::string> done = finished_ids(opt.output);
   std::ifstream in(opt.input);
   if (!in) fail(opt.input.string(), ": cannot open the input file");
   std::string line;
   while (std::getline(in, line)) sum.lines += line.find_first_not_of(" \t\r") != std::string::npos ? 1 : 0;
   in.clear();
   in.seekg(0);
-  std::ofstream out(opt.output, std::ios::app);
-  if (!out) fail(opt.output.string(), ": cannot open the output file for writing");
+  // Whole lines only, whatever moment a previous run was killed at (engine/jsonl_appender.h).
+  std::unordered_set<std::string> done;
+  JsonlAppender out(opt.output, [&](std::string_view line) { note_finished(line, done); });
 
   const bool tty = isatty(STDERR_FILENO);
   auto progress_clear = [&] {
@@ -128,6 +114,15 @@ BatchSummary run_batch_file(const ServedModel& model, Scheduler& scheduler, cons
   std::unordered_set<std::string> seen;
   int64_t line_no = 0;
   bool eof = false;
+  // The scheduler's callbacks point into this frame: should an error leave it (a write that
+  // fails, weights that changed on disk), they are stopped before anything here is destroyed.
+  struct StopOnError {
+    Scheduler& scheduler;
+    int pending = std::uncaught_exceptions();
+    ~StopOnError() {
+      if (std::uncaught_exceptions() > pending) scheduler.shutdown(std::chrono::milliseconds(0));
+    }
+  } stop_on_error{scheduler};
 
   while (true) {
     uint64_t seen_events;
@@ -183,9 +178,9 @@ BatchSummary run_batch_file(const ServedModel& model, Scheduler& scheduler, cons
     }
     while (!window.empty() && window.front().sink->finished()) {
       const ojson result = result_line(window.front());
-      out << result.dump(-1, ' ', false, ojson::error_handler_t::replace) << '\n';
-      out.flush();  // a crash loses nothing written: the rerun resumes after it
-      if (!out) fail(opt.output.string(), ": write failed (disk full?)");
+      // No line is written from weights that changed on disk while it was generated.
+      model.model->check_files_unchanged("running the batch");
+      out.append(result.dump(-1, ' ', false, ojson::error_handler_t::replace));  // a kill loses nothing written
       if (result.contains("error")) {
         sum.failed++;
         progress_clear();

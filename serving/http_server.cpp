@@ -1,8 +1,6 @@
 // The HTTP front end: routes, authentication, OpenAI error shapes, streaming, graceful shutdown.
 #include "serving/http_server.h"
 
-#include <sys/socket.h>
-
 #include <atomic>
 #include <cstdio>
 #include <fstream>
@@ -16,11 +14,21 @@ namespace tiller::serving {
 
 namespace {
 
-// httplib fixes the listen backlog at 5; dozens of clients connecting at once would then wait
-// for SYN retries. Re-listening on the bound socket raises it.
+// httplib parses requests and writes responses; connections, timeouts and threads are the
+// ConnectionLoop's (serving/http_connections.h), which hands each complete request here.
 class TunedServer : public httplib::Server {
  public:
-  void raise_backlog(int backlog) { ::listen(svr_sock_, backlog); }
+  bool answer(httplib::Stream& stream, bool close_after, bool& closed) {
+    last_status = 0;
+    const bool ok = process_request(stream, close_after, closed, nullptr);
+    // A request httplib could not parse leaves the stream at an unknown place: close it.
+    if (last_status == 400 || last_status == 414) closed = true;
+    return ok;
+  }
+  static thread_local int last_status;  // the status of the response just written (set by the logger)
+  // httplib stops writing streamed responses once its own listening socket is invalid; it has
+  // none here, so it is told one is open while the loop listens.
+  void set_listening(bool on) { svr_sock_ = on ? 0 : INVALID_SOCKET; }
 };
 
 std::string dump(const ojson& j) { return j.dump(-1, ' ', false, ojson::error_handler_t::replace); }
@@ -59,6 +67,8 @@ bool constant_time_equal(const std::string& a, const std::string& b) {
   return diff == 0;
 }
 
+thread_local int TunedServer::last_status = 0;
+
 }  // namespace
 
 struct HttpServer::Impl {
@@ -66,6 +76,7 @@ struct HttpServer::Impl {
   Scheduler& sched;
   ServerOptions opt;
   TunedServer http;
+  std::unique_ptr<ConnectionLoop> connections;
   int port = -1;
   std::atomic<bool> draining{false};
   std::atomic<int> responding{0};  // generation responses still being written
@@ -101,8 +112,29 @@ struct HttpServer::Impl {
     requests.add("endpoint=\"" + path + "\",status=\"" + std::to_string(res.status) + "\"");
   }
 
+  // Empty while the weight files on disk are still the ones mapped (checked at most once a
+  // second); else why they cannot be trusted, and the server answers 503.
+  std::mutex weights_mutex;
+  std::chrono::steady_clock::time_point weights_checked{};
+  std::string weights_problem;
+  std::string weights_changed() {
+    std::lock_guard lock(weights_mutex);
+    const auto now = std::chrono::steady_clock::now();
+    if (weights_problem.empty() && now - weights_checked > std::chrono::seconds(1)) {
+      weights_checked = now;
+      try {
+        model.model->check_files_unchanged("serving");
+      } catch (const Error& e) {
+        weights_problem = e.what();
+        std::fprintf(stderr, "tiller serve: %s\n", e.what());
+      }
+    }
+    return weights_problem;
+  }
+
   void generate(const httplib::Request& req, httplib::Response& res, Endpoint endpoint) {
     if (draining) throw ApiError(503, "the server is shutting down", "", "service_unavailable");
+    if (const std::string why = weights_changed(); !why.empty()) throw ApiError(503, why, "", "service_unavailable");
     const ojson body = parse_body(req.body);
     ApiRequest request = endpoint == Endpoint::Chat ? parse_chat_request(body, model) : parse_completion_request(body, model);
     res.set_header("X-Tiller-Profile", request.profile.profile);
@@ -250,13 +282,20 @@ struct HttpServer::Impl {
     write_metric(out, "process_resident_memory_bytes", "gauge", "Resident memory of the server process",
                  double(resident_bytes()));
     write_metric(out, "tiller_kv_cache_bytes", "gauge", "Memory of the KV cache", sched.kv_bytes());
+    const ConnectionStats c = connections->stats();
+    write_metric(out, "tiller_http_connections", "gauge", "HTTP connections open", double(c.open));
+    write_metric(out, "tiller_http_connections_refused_total", "counter",
+                 "Connections answered 503 at --max-connections", double(c.refused_full));
+    write_metric(out, "tiller_http_request_timeouts_total", "counter",
+                 "Requests that did not arrive within --request-timeout (408)", double(c.timed_out));
     return out;
   }
 
   void routes() {
     http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-      const bool protected_path = req.path.rfind("/v1/", 0) == 0 || req.path == "/tokenize" || req.path == "/detokenize";
-      if (opt.api_key.empty() || !protected_path) return httplib::Server::HandlerResponse::Unhandled;
+      if (req.method == "OPTIONS") return cors_preflight(req, res);  // browsers send no key with it
+      // With a key, every endpoint but /health needs it (/metrics and unknown paths included).
+      if (opt.api_key.empty() || req.path == "/health") return httplib::Server::HandlerResponse::Unhandled;
       if (constant_time_equal(req.get_header_value("Authorization"), "Bearer " + opt.api_key))
         return httplib::Server::HandlerResponse::Unhandled;
       send_error(res, 401, "Incorrect API key provided. Pass it as 'Authorization: Bearer KEY' (the server's --api-key).",
@@ -278,7 +317,9 @@ struct HttpServer::Impl {
       else send_error(res, 404, "The model '" + std::string(req.matches[1]) + "' does not exist", "invalid_request_error", "model", "model_not_found");
     });
     http.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
-      send_json(res, draining ? 503 : 200, {{"status", draining ? "shutting down" : "ok"}});
+      const std::string weights = weights_changed();
+      if (!weights.empty()) send_json(res, 503, {{"status", "weights changed on disk"}, {"detail", weights}});
+      else send_json(res, draining ? 503 : 200, {{"status", draining ? "shutting down" : "ok"}});
     });
     http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
       res.set_content(metrics(), "text/plain; version=0.0.4");
@@ -303,7 +344,39 @@ struct HttpServer::Impl {
       }
       send_error(res, 500, "internal error: " + what, "server_error");
     });
-    http.set_logger([this](const httplib::Request& req, const httplib::Response& res) { count(req, res); });
+    http.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+      TunedServer::last_status = res.status;
+      count(req, res);
+    });
+    http.set_post_routing_handler([this](const httplib::Request& req, httplib::Response& res) { cors_headers(req, res); });
+  }
+
+  // CORS is off unless --allowed-origins names origins: without its headers a browser page on
+  // another origin cannot read the API's answers (a local server stays private to local pages).
+  std::string allowed_origin(const httplib::Request& req) const {
+    const std::string origin = req.get_header_value("Origin");
+    if (origin.empty()) return {};
+    for (const std::string& o : opt.allowed_origins)
+      if (o == "*" || o == origin) return o == "*" ? "*" : origin;
+    return {};
+  }
+  void cors_headers(const httplib::Request& req, httplib::Response& res) const {
+    const std::string origin = allowed_origin(req);
+    if (origin.empty()) return;
+    res.set_header("Access-Control-Allow-Origin", origin);
+    if (origin != "*") res.set_header("Vary", "Origin");
+  }
+  httplib::Server::HandlerResponse cors_preflight(const httplib::Request& req, httplib::Response& res) const {
+    if (allowed_origin(req).empty()) {
+      send_error(res, 405, "method OPTIONS is not allowed on " + req.path + " (CORS is off; see --allowed-origins)",
+                 "invalid_request_error");
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    res.status = 204;
+    res.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+    res.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type");
+    res.set_header("Access-Control-Max-Age", "600");
+    return httplib::Server::HandlerResponse::Handled;
   }
 };
 
@@ -313,31 +386,31 @@ HttpServer::HttpServer(const ServedModel& model, Scheduler& scheduler, const Ser
   const SchedulerOptions& so = scheduler.options();
   const int threads = options.http_threads > 0 ? options.http_threads : int(so.max_batch + so.max_queue + 16);
   s.opt.http_threads = threads;
-  s.http.new_task_queue = [threads] { return new httplib::ThreadPool(size_t(threads)); };
-  s.http.set_payload_max_length(options.max_body_bytes);
-  s.http.set_keep_alive_max_count(1000);
-  s.http.set_tcp_nodelay(true);  // streamed tokens are small writes: Nagle would hold each ~40 ms
-  s.http.set_read_timeout(30, 0);
-  s.http.set_write_timeout(30, 0);
+  ConnectionOptions co = options.connections;
+  co.workers = threads;
+  co.max_body_bytes = options.max_body_bytes;
+  s.opt.connections = co;
+  s.http.set_payload_max_length(options.max_body_bytes);  // chunked bodies, which the loop does not size
+  s.http.set_keep_alive_max_count(size_t(co.keep_alive_max));  // both only set the Keep-Alive header
+  s.http.set_keep_alive_timeout(std::max<time_t>(1, co.idle_timeout.count() / 1000));
   s.routes();
+  s.connections = std::make_unique<ConnectionLoop>(
+      co, [&s](httplib::Stream& stream, bool close_after, bool& closed) { return s.http.answer(stream, close_after, closed); },
+      [](int status, const std::string& message) { return dump(error_body(message, error_type(status))); });
 }
 
-HttpServer::~HttpServer() {
-  if (impl_->http.is_running()) impl_->http.stop();
-}
+HttpServer::~HttpServer() = default;
 
 int HttpServer::bind() {
   Impl& s = *impl_;
-  s.port = s.opt.port == 0 ? s.http.bind_to_any_port(s.opt.host) : (s.http.bind_to_port(s.opt.host, s.opt.port) ? s.opt.port : -1);
-  if (s.port < 0) {
-    fail("cannot listen on ", s.opt.host, ":", s.opt.port, " (address in use, or not an address of this machine); "
-         "choose another --port or --host");
-  }
-  s.http.raise_backlog(1024);
+  s.port = s.connections->bind(s.opt.host, s.opt.port);
+  s.http.set_listening(true);
   return s.port;
 }
 
-void HttpServer::serve() { impl_->http.listen_after_bind(); }
+void HttpServer::serve() { impl_->connections->serve(); }
+
+ConnectionStats HttpServer::connection_stats() const { return impl_->connections->stats(); }
 
 bool HttpServer::draining() const { return impl_->draining; }
 
@@ -351,7 +424,7 @@ void HttpServer::shutdown() {
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
   while (s.responding > 0 && std::chrono::steady_clock::now() < until)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  s.http.stop();
+  s.connections->stop();
 }
 
 }  // namespace tiller::serving

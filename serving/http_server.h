@@ -7,7 +7,9 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "serving/http_connections.h"
 #include "serving/scheduler.h"
 #include "serving/served_model.h"
 
@@ -22,6 +24,11 @@ struct ServerOptions {
   // sized for connections (running + queued requests), not for cores. 0: max_batch + max_queue + 16.
   int http_threads = 0;
   std::chrono::milliseconds shutdown_grace{10000};  // in-flight requests may finish for this long
+  // Connections: limits and timeouts (serving/http_connections.h); max_body_bytes and
+  // http_threads above override the ones there.
+  ConnectionOptions connections;
+  // CORS: browsers may call the API from these origins ("*": any); none unless given.
+  std::vector<std::string> allowed_origins;
 };
 
 class HttpServer {
@@ -33,6 +40,7 @@ class HttpServer {
 
   // Binds host:port and returns the port. Throws Error when the address cannot be bound.
   int bind();
+  ConnectionStats connection_stats() const;
   // Answers requests until shutdown() (blocks the calling thread).
   void serve();
   // Graceful stop (any thread): generation requests get 503 from now on, running ones finish for

@@ -225,7 +225,7 @@ ojson parse_body(const std::string& body) {
     });
     if (!j.is_object()) throw ApiError(400, "the request body must be a JSON object, found " + shown(j));
     return j;
-  } catch (const ojson::parse_error& e) {
+  } catch (const ojson::exception& e) {  // parse errors, and numbers past double's range
     throw ApiError(400, std::string("the request body is not valid JSON: ") + e.what());
   }
 }

@@ -53,7 +53,7 @@ ReadPromptsResult read_prompts_jsonl(const std::filesystem::path& path, int64_t 
     json j;
     try {
       j = json::parse(line);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {
       bad(std::string("not JSON (") + e.what() + ")");
     }
     if (!j.is_object()) bad("not a JSON object");

@@ -74,6 +74,8 @@ std::string model_fingerprint(const Model& model) {
         {"down", &L.down}};
     for (const auto& [name, t] : tensors) hash_tensor(f, p + name, *t, backend);
   }
+  // A fingerprint recorded in a profile or a score file must describe bytes that were really used.
+  model.check_files_unchanged("computing its fingerprint");
   return "tiller-fp1:" + config_fingerprint(model.config()) + "-" + f.hex();
 }
 

@@ -244,6 +244,14 @@ TEST_CASE("datasets: bad input is a clear error") {
   CHECK(error_of([&] { load_dataset({"csv", dir / "header.csv"}); }).find("no data rows") != std::string::npos);
   write_file(dir / "nocol.csv", "prompt,x\nhi,1\n");
   CHECK(error_of([&] { load_dataset({"csv", dir / "nocol.csv"}); }).find("no 'question' column") != std::string::npos);
+  write_file(dir / "labels.jsonl",
+             "{\"prompt\": \"a\", \"label\": \"benign\"}\n{\"prompt\": \"b\", \"label\": 1}\n{\"prompt\": \"c\", \"label\": \"safe\"}\n");
+  const Dataset labelled = load_dataset({"jsonl", dir / "labels.jsonl"});
+  CHECK(!labelled.items[0].harmful);
+  CHECK(labelled.items[1].harmful);
+  CHECK(!labelled.items[2].harmful);
+  write_file(dir / "badlabel.jsonl", "{\"prompt\": \"a\", \"label\": \"maybe\"}\n");
+  CHECK(error_of([&] { load_dataset({"jsonl", dir / "badlabel.jsonl"}); }).find("\"label\" must be") != std::string::npos);
   write_file(dir / "bad.jsonl", "{\"prompt\": \"a\"}\n{\"text\": \"b\"}\n");
   CHECK(error_of([&] { load_dataset({"jsonl", dir / "bad.jsonl"}); }).find("bad.jsonl:2: each line needs") != std::string::npos);
   write_file(dir / "empty.jsonl", "\n\n");

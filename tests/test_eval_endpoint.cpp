@@ -17,7 +17,7 @@
 
 #include "cli_run.h"
 #include "engine/json_file.h"
-#include "eval/jsonl_file.h"
+#include "engine/jsonl_appender.h"
 #include "eval_models.h"
 #include "test_util.h"
 
@@ -95,7 +95,7 @@ TEST_CASE("eval endpoint judge: unreachable, failing midway, resumed, cached") {
   const auto ref = test::run_tiller_cli(eval_args(root / "ref", fake.url()));
   REQUIRE_MESSAGE(ref.status == 0, ref.out);
   const int asked = fake.answered;
-  const auto lines = eval::read_jsonl_lines(root / "ref" / "items.jsonl", false);
+  const auto lines = read_jsonl_lines(root / "ref" / "items.jsonl");
   int judged = 0;
   for (const auto& l : lines) {
     const json j = json::parse(l);
@@ -117,7 +117,7 @@ TEST_CASE("eval endpoint judge: unreachable, failing midway, resumed, cached") {
   CHECK(failed.status == 1);
   CHECK(failed.out.find("HTTP 503") != std::string::npos);
   CHECK(failed.out.find("Rerun the same command to go on") != std::string::npos);
-  const auto kept = eval::read_jsonl_lines(root / "x" / "items.jsonl", false);
+  const auto kept = read_jsonl_lines(root / "x" / "items.jsonl");
   CHECK(kept.size() >= 3);
   // Healed: the rerun judges what is left and generates nothing it already has.
   fake.fail_after = 1 << 30;
@@ -170,7 +170,7 @@ TEST_CASE("eval endpoint judge: tiller serve as the endpoint") {
   CHECK(s["judges"]["endpoint"]["settings"]["model"] == "stories260K");
   CHECK(s["judges"]["endpoint"]["stats"]["requests"].get<int>() > 0);
   // stories260K answers with a story, not a label: every verdict is recorded as unparsed.
-  for (const auto& l : eval::read_jsonl_lines(root / "out" / "items.jsonl", false)) {
+  for (const auto& l : read_jsonl_lines(root / "out" / "items.jsonl")) {
     const json j = json::parse(l);
     if (j["finish_reason"] == "error") continue;
     const json& v = j["judges"]["endpoint"];

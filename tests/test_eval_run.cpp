@@ -20,7 +20,7 @@
 #include "browser_check.h"
 #include "cli_run.h"
 #include "engine/json_file.h"
-#include "eval/jsonl_file.h"
+#include "engine/jsonl_appender.h"
 #include "eval_models.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "models/model.h"
@@ -91,7 +91,7 @@ TEST_CASE("eval: end to end on stories260K with MultiJail, the refusal judge and
   CHECK(r.out.find("\njv ") != std::string::npos);
   CHECK(r.out.find("\nall ") != std::string::npos);
 
-  const auto lines = eval::read_jsonl_lines(out / "items.jsonl", false);
+  const auto lines = read_jsonl_lines(out / "items.jsonl");
   CHECK(lines.size() == 10 * 2 * 2);  // languages x prompts x systems
   std::set<std::string> systems;
   for (const auto& l : lines) {
@@ -294,7 +294,7 @@ TEST_CASE("eval: a guard judge runs in the same process beside the refusal judge
                                       " --guard-threshold 1e-12 --judge-categories");
   REQUIRE_MESSAGE(r.status == 0, r.out);
   CHECK(r.out.find("violation rate, judge lg: Llama Guard 3 format") != std::string::npos);
-  for (const auto& l : eval::read_jsonl_lines(out / "items.jsonl", false)) {
+  for (const auto& l : read_jsonl_lines(out / "items.jsonl")) {
     const json v = json::parse(l)["judges"]["lg"];
     REQUIRE(v["score"].is_number());
     CHECK(v["score"].get<double>() > 0);

@@ -13,6 +13,11 @@
 #include "steering_fixtures.h"
 #include "test_util.h"
 #if TILLER_HAVE_SERVER
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include <fstream>
+
 #include "server_harness.h"
 #endif
 
@@ -274,6 +279,54 @@ TEST_CASE("server: concurrent requests of different profiles return what each re
     CAPTURE(i);
     CHECK(got[i] == alone[i]);
   }
+}
+
+TEST_CASE("server security: a request names a loaded profile, never a file; no request field opens one") {
+  // Files a request might try to reach, in a folder watched for opens: a valid profile (of the
+  // served model), a PEFT adapter folder, a chat template and a model folder.
+  const auto dir = test::scratch_path("request-paths");
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir / "adapter");
+  const std::string profile_file = (dir / "bn.safetensors").string();
+  write_profile(soteria_fixture_profile(), profile_file);
+  for (const char* f : {"adapter_config.json", "adapter_model.safetensors"})
+    std::filesystem::copy_file(steering_dir() / "peft_lora" / f, dir / "adapter" / f);
+  std::ofstream(dir / "template.jinja") << "{{ messages }}";
+  SchedulerOptions so;
+  so.max_batch = 4;
+  test::TestServer s(base_dir(), so, {}, false, true, three_profiles);
+
+  const int watch = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  REQUIRE(watch >= 0);
+  for (const auto& d : {dir, dir / "adapter"}) REQUIRE(inotify_add_watch(watch, d.c_str(), IN_OPEN | IN_ACCESS) >= 0);
+  const std::string adapter = (dir / "adapter").string(), tmpl = (dir / "template.jinja").string();
+  int refused = 0;
+  for (const std::string& path : {profile_file, adapter, tmpl, dir.string(), "bn", "../" + profile_file}) {
+    for (const std::string& field : {R"("model":)", R"("profile":)", R"("lora_request":)", R"("adapter":)",
+                                     R"("chat_template":)", R"("tokenizer":)", R"("lora":)"}) {
+      const std::string body = R"({"prompt":[1,2,3],"max_tokens":2,"temperature":0,)" + field + ojson(path).dump() + "}";
+      CAPTURE(body);
+      auto [status, j] = test::post_json(s, "/v1/completions", body);
+      CHECK((status == 200 || status == 400 || status == 404));
+      if (status == 200) CHECK(j["tiller"]["profile"] == "base");  // an unknown field is ignored, never a profile
+      refused += status != 200;
+    }
+  }
+  CHECK(refused >= 12);  // every path named as model or profile
+  auto [chat_status, chat] = test::post_json(
+      s, "/v1/chat/completions",
+      R"({"messages":[{"role":"user","content":"hi"}],"chat_template":)" + ojson(tmpl).dump() + "}");
+  CHECK(chat_status == 400);  // the fixture has no tokenizer; the template path is never read
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  char events[4096];
+  const ssize_t n = read(watch, events, sizeof events);
+  CHECK(n < 0);  // no event: nothing in the folder was opened or read
+  close(watch);
+  // The loaded profiles still answer by name.
+  auto [ok, r] = test::post_json(s, "/v1/completions", R"({"prompt":[1,2,3],"max_tokens":2,"profile":"soteria"})");
+  CHECK(ok == 200);
+  CHECK(r["tiller"]["profile"] == "soteria");
+  std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("server: --route-by-language applies the detected language's profile, else the default") {

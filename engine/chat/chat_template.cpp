@@ -29,6 +29,7 @@ jinja::DictData make_variables(jinja::Value messages, const ChatRenderOptions& o
 
 jinja::RenderOptions render_options(const ChatRenderOptions& o) {
   jinja::RenderOptions r;
+  r.limits = o.limits;
   if (o.date) r.now = jinja::parse_fixed_date(*o.date);
   return r;
 }

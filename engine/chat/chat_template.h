@@ -32,6 +32,8 @@ struct ChatRenderOptions {
   nlohmann::ordered_json documents;
   // More top-level variables (enable_thinking, pad_token, custom_tools, ...); an object or null.
   nlohmann::ordered_json extra_context;
+  // Bounds on the render (steps, nesting, sizes): a template that would run away stops with an error.
+  jinja::RenderLimits limits;
 };
 
 // Renders `source` once (parse + render). Servers should keep a ChatTemplate instead.

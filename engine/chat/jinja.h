@@ -17,9 +17,21 @@ namespace tiller::jinja {
 
 struct Stmt;
 
+// Bounds on one render, so a template (or the data it is given) that would loop, recurse or grow
+// without end stops with a Runtime JinjaError instead of hanging or exhausting memory. The
+// defaults are far above what published chat templates need (they render a long conversation in
+// a few thousand steps and copy the messages a few times).
+struct RenderLimits {
+  int64_t max_steps = 5'000'000;       // statements run + expressions evaluated (a loop iteration: 4), < 1 s
+  int max_depth = 500;                 // statements and expressions nested at run time (macros included)
+  size_t max_value_bytes = 32u << 20;  // the output, and any one string or list (16 bytes an item) built
+  size_t max_total_bytes = 512u << 20; // all strings and lists built during the render together
+};
+
 struct RenderOptions {
   // The time strftime_now() formats; unset means the current local time, as HF does.
   std::optional<std::tm> now;
+  RenderLimits limits;
 };
 
 class Template {

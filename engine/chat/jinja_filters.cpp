@@ -202,6 +202,7 @@ Value f_join(Interpreter&, const Value& v, CallArgs& a) {
   for (const Value& item : iterate(v)) {
     if (!first) out += sep;
     out += py_str(r.has(1) ? attr_path(item, *r.get(1)) : item);
+    check_size(out.size(), "string");
     first = false;
   }
   return Value::string(std::move(out));
@@ -395,10 +396,14 @@ Value f_indent(Interpreter&, const Value& v, CallArgs& a) {
   if (width.is_string()) {
     indention = width.str();
   } else {
-    indention = std::string(static_cast<size_t>(std::max<int64_t>(0, r.int_or(0, 4))), ' ');
+    const size_t n = static_cast<size_t>(std::max<int64_t>(0, r.int_or(0, 4)));
+    check_size(n, "indentation");
+    indention = std::string(n, ' ');
   }
   if (!v.is_string()) throw_runtime("indent needs a string, not " + type_name(v));
   std::vector<std::string> lines = py_splitlines(v.str() + "\n", false);
+  check_size(lines.size() + 1, indention.size(), "indented string");
+  check_size(lines.size() * indention.size() + v.str().size() + lines.size(), "indented string");
   std::string rv;
   if (r.bool_or(2, false)) {
     for (size_t i = 0; i < lines.size(); ++i) rv += (i ? "\n" + indention : "") + lines[i];
@@ -466,7 +471,9 @@ Value f_tojson(Interpreter&, const Value& v, CallArgs& a) {
     if (ind.is_string()) {
       o.indent = ind.str();
     } else if (ind.is_integral()) {
-      o.indent = std::string(static_cast<size_t>(std::max<int64_t>(0, ind.as_int())), ' ');
+      const size_t n = static_cast<size_t>(std::max<int64_t>(0, ind.as_int()));
+      check_size(n, "JSON indentation");
+      o.indent = std::string(n, ' ');
     } else {
       throw_runtime("tojson indent must be an integer or a string");
     }

@@ -73,13 +73,19 @@ std::string Interpreter::render(const Body& body, const DictData& variables) {
 
 Flow Interpreter::exec(const Body& body, const FramePtr& frame, std::string& out) {
   for (const auto& s : body) {
-    Flow flow = located(s->pos, [&] { return exec_stmt(*s, frame, out); });
+    Flow flow = located(s->pos, [&] {
+      Flow f = exec_stmt(*s, frame, out);
+      check_size(out.size(), "output");
+      return f;
+    });
     if (flow != Flow::Normal) return flow;
   }
   return Flow::Normal;
 }
 
 Flow Interpreter::exec_stmt(const Stmt& s, const FramePtr& frame, std::string& out) {
+  budget_.step();
+  RenderBudget::Level level(budget_);
   switch (s.kind) {
     case StmtKind::Data:
       out += s.text;
@@ -145,6 +151,7 @@ Flow Interpreter::exec_for(const Stmt& s, const FramePtr& frame, std::string& ou
   }
   const int64_t n = static_cast<int64_t>(items.size());
   for (int64_t i = 0; i < n; ++i) {
+    budget_.step(4);  // an iteration makes a frame and a loop object: an empty body still costs it
     FramePtr f = child_frame(frame);
     assign(s.target, items[static_cast<size_t>(i)], f);
     auto loop = std::make_shared<ObjectData>();
@@ -271,6 +278,8 @@ CallArgs Interpreter::eval_args(const CallSpec& spec, const FramePtr& frame) {
 }
 
 Value Interpreter::eval_filter(const Expr& e, const FramePtr& frame, const Value* block_input) {
+  budget_.step();
+  RenderBudget::Level level(budget_);
   Value input = e.a ? (e.a->kind == ExprKind::Filter ? eval_filter(*e.a, frame, block_input) : eval(*e.a, frame))
                     : *block_input;
   CallArgs args = eval_args(e.call, frame);
@@ -284,6 +293,8 @@ Value Interpreter::eval_call(const Expr& e, const FramePtr& frame) {
 }
 
 Value Interpreter::eval(const Expr& e, const FramePtr& frame) {
+  budget_.step();
+  RenderBudget::Level level(budget_);
   return located(e.pos, [&]() -> Value {
     switch (e.kind) {
       case ExprKind::Const:
@@ -334,7 +345,10 @@ Value Interpreter::eval(const Expr& e, const FramePtr& frame) {
       }
       case ExprKind::Concat: {
         std::string s;  // `~` is str_join with autoescape off: plain str() of each operand
-        for (const auto& item : e.items) s += py_str(eval(*item, frame));
+        for (const auto& item : e.items) {
+          s += py_str(eval(*item, frame));
+          check_size(s.size(), "string");
+        }
         return Value::string(std::move(s));
       }
       case ExprKind::Compare: {

@@ -9,6 +9,7 @@
 
 #include "engine/chat/jinja.h"
 #include "engine/chat/jinja_ast.h"
+#include "engine/chat/jinja_limits.h"
 
 namespace tiller::jinja {
 
@@ -27,7 +28,7 @@ enum class Flow { Normal, Break, Continue };
 
 class Interpreter {
  public:
-  explicit Interpreter(const RenderOptions& options) : options_(options) {}
+  explicit Interpreter(const RenderOptions& options) : options_(options), budget_(options.limits) {}
 
   std::string render(const Body& body, const DictData& variables);
   Value eval(const Expr& e, const FramePtr& frame);
@@ -45,6 +46,7 @@ class Interpreter {
 
  private:
   const RenderOptions& options_;
+  RenderBudget budget_;  // this thread's running budget while the interpreter lives
   std::vector<std::shared_ptr<Frame>> frames_;
   std::vector<std::shared_ptr<ObjectData>> namespaces_;
 

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "engine/chat/jinja_limits.h"
 #include "engine/chat/jinja_unicode.h"
 #include "engine/chat/jinja_value.h"
 
@@ -70,7 +71,9 @@ void dump_string(std::string_view s, bool ensure_ascii, std::string& out) {
 }
 
 void dump_value(const Value& v, const JsonDumpOptions& o, int depth, std::string& out) {
+  ValueWalk walk;
   auto newline = [&](int level) {
+    check_size(out.size() + 1 + static_cast<size_t>(level) * o.indent.size(), "JSON string");
     out.push_back('\n');
     for (int i = 0; i < level; ++i) out += o.indent;
   };
@@ -111,6 +114,7 @@ void dump_value(const Value& v, const JsonDumpOptions& o, int depth, std::string
         if (i) out += o.item_separator;
         if (o.has_indent) newline(depth + 1);
         dump_value(items[i], o, depth + 1, out);
+        check_size(out.size(), "JSON string");
       }
       if (o.has_indent) newline(depth);
       out.push_back(']');
@@ -133,6 +137,7 @@ void dump_value(const Value& v, const JsonDumpOptions& o, int depth, std::string
         dump_string(order[i]->first, o.ensure_ascii, out);
         out += o.key_separator;
         dump_value(order[i]->second, o, depth + 1, out);
+        check_size(out.size(), "JSON string");
       }
       if (o.has_indent) newline(depth);
       out.push_back('}');

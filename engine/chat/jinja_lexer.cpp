@@ -60,12 +60,24 @@ class Lexer {
   std::vector<Token> tokens_;
   std::vector<char> balance_;
 
+  // Tokens arrive in order, so the column is counted on from the previous token's when both sit
+  // on one line (a template written on one long line would otherwise cost quadratic time).
+  mutable size_t last_line_ = SIZE_MAX, last_offset_ = 0, last_col_ = 0;
+
   void position(size_t offset, int& line, int& col) const {
     auto it = std::upper_bound(line_starts_.begin(), line_starts_.end(), offset);
     size_t line_index = static_cast<size_t>(it - line_starts_.begin()) - 1;
     line = static_cast<int>(line_index) + 1;
-    col = static_cast<int>(utf8_length(std::string_view(src_).substr(line_starts_[line_index],
-                                                                     offset - line_starts_[line_index]))) + 1;
+    size_t from = line_starts_[line_index], counted = 0;
+    if (line_index == last_line_ && offset >= last_offset_) {
+      from = last_offset_;
+      counted = last_col_;
+    }
+    counted += utf8_length(std::string_view(src_).substr(from, offset - from));
+    last_line_ = line_index;
+    last_offset_ = offset;
+    last_col_ = counted;
+    col = static_cast<int>(counted) + 1;
   }
 
   [[noreturn]] void error_at(size_t offset, const std::string& msg) const {

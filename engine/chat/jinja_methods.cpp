@@ -46,6 +46,7 @@ std::string pad(const std::string& s, int64_t width, const std::string& fill, ch
   int64_t total = width - len;
   int64_t left = align == '<' ? 0 : align == '>' ? total : total / 2 + (total & width & 1);
   int64_t right = total - left;
+  check_size(static_cast<size_t>(total), fill.size(), "padded string");
   std::string out;
   for (int64_t i = 0; i < left; ++i) out += fill;
   out += s;
@@ -142,6 +143,7 @@ Value str_method(Interpreter& in, const Value& self, const std::string& name, Ca
       if (!v.is_string()) throw_runtime("sequence item: expected str instance, " + type_name(v) + " found");
       if (!first) out += s;
       out += self.is_markup() ? html_escape(v).str() : v.str();
+      check_size(out.size(), "string");
       first = false;
     }
     return text_result(self, std::move(out));
@@ -158,6 +160,7 @@ Value str_method(Interpreter& in, const Value& self, const std::string& name, Ca
     int64_t width = r.int_or(0, 0);
     int64_t len = static_cast<int64_t>(utf8_length(s));
     if (width <= len) return self;
+    check_size(static_cast<size_t>(width), "padded string");
     std::string zeros(static_cast<size_t>(width - len), '0');
     if (!s.empty() && (s[0] == '+' || s[0] == '-')) return text_result(self, s.substr(0, 1) + zeros + s.substr(1));
     return text_result(self, zeros + s);
@@ -218,7 +221,7 @@ Value str_method(Interpreter& in, const Value& self, const std::string& name, Ca
           v = &args.args[auto_index++];
         } else if (std::all_of(field.begin(), field.end(), [](char ch) { return ch >= '0' && ch <= '9'; })) {
           used_manual = true;
-          size_t k = std::stoul(field);
+          size_t k = field.size() > 9 ? SIZE_MAX : std::stoul(field);
           if (k >= args.args.size()) throw_runtime("Replacement index " + field + " out of range");
           v = &args.args[k];
         } else {
@@ -231,6 +234,7 @@ Value str_method(Interpreter& in, const Value& self, const std::string& name, Ca
         std::string text = conv == 'r' ? py_repr(*v) : conv == 's' || conv == 0 ? py_str(*v) : "";
         if (conv != 0 && conv != 'r' && conv != 's') unsupported_method(self, name, "!a conversion");
         out += self.is_markup() && !v->is_markup() ? html_escape_text(text) : text;
+        check_size(out.size(), "string");
         i = end;
       } else {
         out.push_back(c);
@@ -388,6 +392,33 @@ Value get_method(const Value& obj, const std::string& name, bool& found) {
 
 // --- % formatting ---------------------------------------------------------------------------------
 
+namespace {
+
+// A width or precision of a % format, bounded by the render's size limit.
+size_t format_count(const std::string& digits) {
+  if (digits.empty()) return 0;
+  if (digits.size() > 9) {
+    check_size(SIZE_MAX, "formatted field");
+    throw_runtime("format width or precision " + digits + " is too large");
+  }
+  const size_t n = std::stoul(digits);
+  check_size(n, "formatted field");
+  return n;
+}
+
+// snprintf into a string of the size it needs.
+template <class T>
+std::string printf_text(const std::string& spec, T value) {
+  const int n = std::snprintf(nullptr, 0, spec.c_str(), value);
+  if (n < 0) throw_runtime("cannot format with '" + spec + "'");
+  std::string out(static_cast<size_t>(n) + 1, '\0');
+  std::snprintf(out.data(), out.size(), spec.c_str(), value);
+  out.resize(static_cast<size_t>(n));
+  return out;
+}
+
+}  // namespace
+
 Value percent_format(const Value& fmt, const Value& args) {
   const std::string& f = fmt.str();
   std::vector<Value> positional;
@@ -445,17 +476,16 @@ Value percent_format(const Value& fmt, const Value& args) {
       v = &positional[next++];
     }
     if (v->is_undefined() && type != 's') fail_undefined(*v);
+    const size_t w = format_count(width);
+    const size_t prec = precision.empty() ? 0 : format_count(precision.substr(1));
     std::string spec = "%" + flags + width + precision;
-    char buf[512];
     if (type == 's' || type == 'r') {
       std::string text = type == 's' ? py_str(*v) : py_repr(*v);
       if (precision.size() > 1) {
         std::u32string cps = utf8_decode(text);
-        size_t p = std::stoul(precision.substr(1));
-        if (cps.size() > p) text = utf8_encode(cps.substr(0, p));
+        if (cps.size() > prec) text = utf8_encode(cps.substr(0, prec));
       }
       text = arg_text(*v, text);
-      size_t w = width.empty() ? 0 : std::stoul(width);
       size_t len = utf8_length(text);
       if (len < w) text = flags.find('-') != std::string::npos ? text + std::string(w - len, ' ') : std::string(w - len, ' ') + text;
       out += text;
@@ -463,8 +493,7 @@ Value percent_format(const Value& fmt, const Value& args) {
       if (!v->is_number()) throw_runtime("%" + std::string(1, type) + " format: a real number is required, not " + type_name(*v));
       long long n = v->kind() == Kind::Float ? static_cast<long long>(v->as_float()) : v->as_int();
       if (n < 0 && type != 'd' && type != 'i') throw_unsupported("%" + std::string(1, type) + " of a negative number", "");
-      std::snprintf(buf, sizeof buf, (spec + "ll" + (type == 'i' ? 'd' : type)).c_str(), n);
-      out += buf;
+      out += printf_text(spec + "ll" + (type == 'i' ? 'd' : type), n);
     } else if (type == 'c') {
       std::string ch;
       if (v->is_string() && utf8_length(v->str()) == 1) {
@@ -477,11 +506,11 @@ Value percent_format(const Value& fmt, const Value& args) {
       out += arg_text(*v, ch);
     } else if (std::string("eEfFgG").find(type) != std::string::npos) {
       if (!v->is_number()) throw_runtime("must be real number, not " + type_name(*v));
-      std::snprintf(buf, sizeof buf, (spec + type).c_str(), v->as_float());
-      out += buf;
+      out += printf_text(spec + type, v->as_float());
     } else {
       throw_unsupported(std::string("%") + type + " format", "");
     }
+    check_size(out.size(), "string");
   }
   if (!mapping_like && next < positional.size()) throw_runtime("not all arguments converted during string formatting");
   return Value::string(std::move(out), fmt.is_markup());

@@ -83,11 +83,16 @@ void float_divmod(double vx, double wx, double& floordiv, double& mod) {
 }
 
 Value repeat(const Value& seq, int64_t n) {
+  if (n <= 0) return seq.is_string() ? Value::string("", seq.is_markup()) : Value::list({}, seq.seq_kind());
   if (seq.is_string()) {
-    std::string out;
-    for (int64_t i = 0; i < n; ++i) out += seq.str();
+    check_size(static_cast<size_t>(n), seq.str().size(), "string");
+    const size_t total = static_cast<size_t>(n) * seq.str().size();
+    std::string out = seq.str();
+    out.reserve(total);
+    while (out.size() < total) out.append(out, 0, std::min(out.size(), total - out.size()));  // doubling copies
     return Value::string(std::move(out), seq.is_markup());
   }
+  check_size(static_cast<size_t>(n), seq.items().size() * kItemBytes, "list");
   std::vector<Value> out;
   for (int64_t i = 0; i < n; ++i) out.insert(out.end(), seq.items().begin(), seq.items().end());
   return Value::list(std::move(out), seq.seq_kind());
@@ -171,6 +176,7 @@ Value binary_op(const std::string& op, const Value& a, const Value& b) {
     }
     if (numbers) return Value::number(a.as_float() + b.as_float());
     if (a.is_string() && b.is_string()) {
+      check_size(a.str().size() + b.str().size(), "string");
       // markupsafe: adding plain text to Markup escapes the plain side.
       if (a.is_markup() || b.is_markup()) {
         std::string l = a.is_markup() ? a.str() : html_escape_text(a.str());
@@ -180,6 +186,7 @@ Value binary_op(const std::string& op, const Value& a, const Value& b) {
       return Value::string(a.str() + b.str());
     }
     if (is_plain_sequence(a) && is_plain_sequence(b) && a.seq_kind() == b.seq_kind()) {
+      check_size(a.items().size() + b.items().size(), kItemBytes, "list");
       std::vector<Value> out = a.items();
       out.insert(out.end(), b.items().begin(), b.items().end());
       return Value::list(std::move(out), a.seq_kind());
@@ -251,6 +258,7 @@ Value binary_op(const std::string& op, const Value& a, const Value& b) {
 }
 
 bool is_hashable(const Value& v) {
+  ValueWalk walk;
   if (v.is_dict() || v.kind() == Kind::Object) return false;
   if (!v.is_list()) return true;
   switch (v.seq_kind()) {

@@ -158,7 +158,9 @@ ExprPtr ExprParser::parse_expression(bool with_condexpr) {
 ExprPtr ExprParser::parse_condexpr() {
   Pos p = pos();
   ExprPtr expr1 = parse_or();
+  Chain chain(*this);
   while (skip_name("if")) {
+    chain.link();
     ExprPtr expr2 = parse_or();
     ExprPtr expr3;
     if (skip_name("else")) expr3 = parse_condexpr();
@@ -183,7 +185,9 @@ ExprPtr ExprParser::binary(const std::string& op, ExprPtr l, ExprPtr r, Pos p) {
 ExprPtr ExprParser::parse_or() {
   Pos p = pos();
   ExprPtr left = parse_and();
+  Chain chain(*this);
   while (skip_name("or")) {
+    chain.link();
     left = binary("or", std::move(left), parse_and(), p);
     p = pos();
   }
@@ -193,7 +197,9 @@ ExprPtr ExprParser::parse_or() {
 ExprPtr ExprParser::parse_and() {
   Pos p = pos();
   ExprPtr left = parse_not();
+  Chain chain(*this);
   while (skip_name("and")) {
+    chain.link();
     left = binary("and", std::move(left), parse_not(), p);
     p = pos();
   }
@@ -202,6 +208,7 @@ ExprPtr ExprParser::parse_and() {
 
 ExprPtr ExprParser::parse_not() {
   if (is_name("not")) {
+    Nest nest(*this);
     Pos p = pos();
     next();
     auto u = make_expr(ExprKind::Unary, p);
@@ -245,7 +252,9 @@ ExprPtr ExprParser::parse_compare() {
 ExprPtr ExprParser::parse_math1() {
   Pos p = pos();
   ExprPtr left = parse_concat();
+  Chain chain(*this);
   while (is_op("+") || is_op("-")) {
+    chain.link();
     std::string op = cur().value;
     next();
     left = binary(op, std::move(left), parse_concat(), p);
@@ -268,7 +277,9 @@ ExprPtr ExprParser::parse_concat() {
 ExprPtr ExprParser::parse_math2() {
   Pos p = pos();
   ExprPtr left = parse_pow();
+  Chain chain(*this);
   while (is_op("*") || is_op("/") || is_op("//") || is_op("%")) {
+    chain.link();
     std::string op = cur().value;
     next();
     left = binary(op, std::move(left), parse_pow(), p);
@@ -280,7 +291,9 @@ ExprPtr ExprParser::parse_math2() {
 ExprPtr ExprParser::parse_pow() {
   Pos p = pos();
   ExprPtr left = parse_unary(true);
+  Chain chain(*this);
   while (skip_op("**")) {
+    chain.link();
     left = binary("**", std::move(left), parse_unary(true), p);
     p = pos();
   }
@@ -374,7 +387,9 @@ ExprPtr ExprParser::parse_primary() {
 }
 
 ExprPtr ExprParser::parse_postfix(ExprPtr node) {
+  Chain chain(*this);
   while (true) {
+    if (is_op(".") || is_op("[") || is_op("(")) chain.link();
     if (is_op(".") || is_op("[")) {
       node = parse_subscript(std::move(node));
     } else if (is_op("(")) {
@@ -386,7 +401,9 @@ ExprPtr ExprParser::parse_postfix(ExprPtr node) {
 }
 
 ExprPtr ExprParser::parse_filter_expr(ExprPtr node) {
+  Chain chain(*this);
   while (true) {
+    if (is_op("|") || is_name("is") || is_op("(")) chain.link();
     if (is_op("|")) {
       node = parse_filter(std::move(node), false);
     } else if (is_name("is")) {
@@ -516,7 +533,9 @@ ExprPtr ExprParser::parse_call(ExprPtr node) {
 }
 
 ExprPtr ExprParser::parse_filter(ExprPtr node, bool start_inline) {
+  Chain chain(*this);
   while (is_op("|") || start_inline) {
+    chain.link();
     if (!start_inline) next();
     Pos p = pos();
     std::string name = expect_name();

@@ -17,14 +17,31 @@ class ExprParser {
  protected:
   std::vector<Token> toks_;
   size_t i_ = 0;
-  int nesting_ = 0;  // expression and block nesting, bounded so hostile input cannot exhaust the stack
+  // Expression and block nesting, bounded so hostile input cannot exhaust the stack (parsing,
+  // evaluating or freeing the tree all recurse over its depth).
+  static constexpr int kMaxNesting = 200;
+  int nesting_ = 0;
 
   struct Nest {
     ExprParser& p;
     explicit Nest(ExprParser& parser) : p(parser) {
-      if (++p.nesting_ > 200) p.fail("expressions or blocks nested more than 200 levels deep");
+      if (++p.nesting_ > kMaxNesting)
+        p.fail("expressions or blocks nested (or operators chained) more than " + std::to_string(kMaxNesting) + " levels deep");
     }
     ~Nest() { --p.nesting_; }
+  };
+  // A left-deep chain (a + b + c, x|f|g, a.b.c) deepens the tree one level per link, so links
+  // count against the same bound as nesting for as long as the chain is being parsed.
+  struct Chain {
+    ExprParser& p;
+    int links = 0;
+    explicit Chain(ExprParser& parser) : p(parser) {}
+    void link() {
+      ++links;
+      if (++p.nesting_ > kMaxNesting)
+        p.fail("expressions or blocks nested (or operators chained) more than " + std::to_string(kMaxNesting) + " levels deep");
+    }
+    ~Chain() { p.nesting_ -= links; }
   };
 
 

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "engine/chat/jinja_error.h"
+#include "engine/chat/jinja_limits.h"
 #include "engine/tokenizer/unicode.h"
 
 namespace tiller::jinja {
@@ -325,6 +326,7 @@ std::string py_replace(std::string_view s, std::string_view old_s, std::string_v
       if (count < 0 || done < count) {
         out += new_s;
         ++done;
+        check_size(out.size(), "string");
       }
       if (i < cps.size()) utf8_append(out, cps[i]);
     }
@@ -336,6 +338,7 @@ std::string py_replace(std::string_view s, std::string_view old_s, std::string_v
     if (hit == std::string_view::npos) break;
     out.append(s.substr(pos, hit - pos));
     out += new_s;
+    check_size(out.size(), "string");
     pos = hit + old_s.size();
     ++done;
   }

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "engine/chat/jinja_limits.h"
 #include "engine/chat/jinja_unicode.h"
 
 namespace tiller::jinja {
@@ -67,6 +68,7 @@ Value Value::string(std::string s, bool markup) {
   Value v;
   v.kind_ = Kind::String;
   v.flag_ = markup;
+  charge_built(s.size() + kValueOverhead);
   v.ptr_ = std::make_shared<std::string>(std::move(s));
   return v;
 }
@@ -78,7 +80,25 @@ Value Value::list(std::vector<Value> items, SeqKind kind) {
   return list(std::move(d));
 }
 
+namespace {
+
+int nested_depth(const Value& v) {
+  return v.is_list() ? v.list_data().depth : v.is_dict() ? v.dict().depth : 0;
+}
+
+void check_depth(int depth) {
+  if (depth > kMaxValueDepth)
+    throw_runtime("a list or dict nested more than " + std::to_string(kMaxValueDepth) + " levels deep",
+                  "a template that nests values without end, or flatten the data");
+}
+
+}  // namespace
+
 Value Value::list(ListData data) {
+  charge_built(data.items.size() * kItemBytes + kValueOverhead);
+  data.depth = 1;
+  for (const Value& item : data.items) data.depth = std::max(data.depth, 1 + nested_depth(item));
+  check_depth(data.depth);
   Value v;
   v.kind_ = Kind::List;
   v.ptr_ = std::make_shared<ListData>(std::move(data));
@@ -86,6 +106,10 @@ Value Value::list(ListData data) {
 }
 
 Value Value::dict(DictData d) {
+  charge_built(d.entries.size() * (kItemBytes + sizeof(std::string)) + kValueOverhead);
+  d.depth = 1;
+  for (const auto& [k, item] : d.entries) d.depth = std::max(d.depth, 1 + nested_depth(item));
+  check_depth(d.depth);
   Value v;
   v.kind_ = Kind::Dict;
   v.ptr_ = std::make_shared<DictData>(std::move(d));
@@ -298,11 +322,13 @@ std::string py_repr_string(std::string_view s) {
 namespace {
 
 std::string repr_sequence(const Value& v) {
+  ValueWalk walk;
   const ListData& d = v.list_data();
   std::string inner;
   for (size_t i = 0; i < d.items.size(); ++i) {
     if (i) inner += ", ";
     inner += py_repr(d.items[i]);
+    check_size(inner.size(), "string");
   }
   switch (d.kind) {
     case SeqKind::List:
@@ -325,11 +351,21 @@ std::string repr_sequence(const Value& v) {
   return inner;
 }
 
+// Namespaces whose attributes are being printed: Python prints a dict that contains itself as {...}.
+thread_local std::vector<const DictData*> printing;
+
 std::string repr_dict(const DictData& d) {
+  ValueWalk walk;
+  if (std::find(printing.begin(), printing.end(), &d) != printing.end()) return "{...}";
+  printing.push_back(&d);
+  struct Pop {
+    ~Pop() { printing.pop_back(); }
+  } pop;
   std::string out = "{";
   for (size_t i = 0; i < d.entries.size(); ++i) {
     if (i) out += ", ";
     out += py_repr_string(d.entries[i].first) + ": " + py_repr(d.entries[i].second);
+    check_size(out.size(), "string");
   }
   return out + "}";
 }
@@ -376,6 +412,7 @@ std::string py_str(const Value& v) {
 }
 
 bool py_equal(const Value& a, const Value& b) {
+  ValueWalk walk;
   if (a.is_number() && b.is_number()) {
     if (a.kind() == Kind::Float || b.kind() == Kind::Float) return a.as_float() == b.as_float();
     return a.as_int() == b.as_int();
@@ -412,6 +449,7 @@ bool py_equal(const Value& a, const Value& b) {
 }
 
 bool py_less(const Value& a, const Value& b) {
+  ValueWalk walk;
   if (a.is_number() && b.is_number()) {
     if (a.kind() == Kind::Float || b.kind() == Kind::Float) return a.as_float() < b.as_float();
     return a.as_int() < b.as_int();

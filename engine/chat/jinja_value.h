@@ -34,6 +34,7 @@ enum class SeqKind : uint8_t { List, Tuple, DictItems, DictKeys, DictValues, Ran
 struct ListData {
   std::vector<Value> items;
   SeqKind kind = SeqKind::List;
+  int depth = 1;           // lists and dicts nested inside, counting this one (set by Value::list)
   int64_t range_start = 0, range_stop = 0, range_step = 1;  // for SeqKind::Range
   size_t consumed = 0;     // for SeqKind::Iterator: items already taken
 };
@@ -41,6 +42,7 @@ struct ListData {
 // An insertion-ordered dict with string keys (Python dicts keep insertion order).
 struct DictData {
   std::vector<std::pair<std::string, Value>> entries;
+  int depth = 1;  // as ListData::depth (set by Value::dict; namespaces' attrs do not count)
   const Value* find(std::string_view key) const;
   void set(const std::string& key, Value value);
 };

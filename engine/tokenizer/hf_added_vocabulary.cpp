@@ -108,7 +108,9 @@ void AddedVocabulary::add_from_config(const nlohmann::ordered_json& cfg, const s
   std::vector<std::pair<std::string, nlohmann::ordered_json>> named;
   for (const char* key : kSpecialAttributes)
     if (auto it = cfg.find(key); it != cfg.end()) named.emplace_back(key, *it);
-  for (const auto& [key, v] : cfg.items()) {  // model-specific ones, e.g. "image_token"
+  for (const auto& item : cfg.items()) {  // model-specific ones, e.g. "image_token"
+    const std::string& key = item.key();  // not a structured binding: the lambda names it (clang 14)
+    const auto& v = item.value();
     const bool standard = std::any_of(std::begin(kSpecialAttributes), std::end(kSpecialAttributes),
                                       [&](const char* k) { return key == k; });
     if (!standard && key.size() > 6 && key.compare(key.size() - 6, 6, "_token") == 0) named.emplace_back(key, v);

@@ -63,7 +63,10 @@ curl -sfN -H "Authorization: Bearer test-key" "$base/v1/completions" \
   || fail "streaming completion via curl did not end with data: [DONE]"
 code="$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer test-key" "$base/v1/completions" -d '{"prompt": ')"
 [ "$code" = 400 ] || fail "malformed JSON answered $code, expected 400"
-metrics="$(curl -sf "$base/metrics")" && grep -q '^tiller_generation_tokens_total' <<<"$metrics" || fail "GET /metrics"
+code="$(curl -s -o /dev/null -w '%{http_code}' "$base/metrics")"
+[ "$code" = 401 ] || fail "GET /metrics without a key answered $code, expected 401 (the key guards all but /health)"
+metrics="$(curl -sf -H "Authorization: Bearer test-key" "$base/metrics")" && grep -q '^tiller_generation_tokens_total' <<<"$metrics" \
+  || fail "GET /metrics"
 echo "curl: ok"
 
 "$venv/bin/python" "$here/test_openai_client.py" "$base" test-key || fail "openai client test"
