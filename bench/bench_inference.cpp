@@ -186,7 +186,7 @@ int main(int argc, char** argv) try {
                 rec.bw.read_gbs);
   }
   const double wbytes = weight_bytes(*model);
-  const double kv_token_bytes = 2.0 * double(c.n_layers * c.kv_dim()) * double(dtype_size(model->weight_dtype()));
+  const double kv_token_bytes = 2.0 * double(c.n_layers * c.kv_dim()) * double(dtype_size(model->kv_dtype()));
   // Logits reach the host (prefill) or only the chosen ids do (decode): either way the step has finished.
   std::vector<float> last_logits(size_t(c.vocab_size));
   auto finish = [&](const Tensor& logits) {

@@ -97,7 +97,8 @@ Options parse(int argc, char** argv) {
       for (auto s : split(next())) {
         for (char& c : s) c = char(std::toupper(c));
         const auto d = dtype_from_name(s);
-        if (!d || !is_float(*d)) fail("--dtype ", s, ": expected f32, f16 or bf16");
+        if (!d || !(is_float(*d) || is_quantized(*d)))
+          fail("--dtype ", s, ": expected f32, f16, bf16 or a block type (q8_0, q4_0, q4_1, q4_k, q6_k)");
         o.dtypes.push_back(*d);
       }
     } else if (a == "--shape") {
@@ -152,8 +153,25 @@ struct WeightPool {
   }
 };
 
+// Quantized: 64 random blocks with F16 scales of a realistic size (never denormal products), tiled.
+std::vector<char> quantized_prototype(DType dt) {
+  std::mt19937 rng(3);
+  std::vector<char> blocks(64 * dtype_block_bytes(dt));
+  for (char& c : blocks) c = char(rng());
+  const size_t bb = dtype_block_bytes(dt);
+  const size_t scale_at = dt == DType::Q6_K ? 208 : dt == DType::Q2_K ? 80 : dt == DType::Q3_K ? 108 : 0;
+  const bool two = dt == DType::Q4_1 || dt == DType::Q5_1 || dt == DType::Q4_K || dt == DType::Q5_K || dt == DType::Q2_K;
+  for (size_t b = 0; b < 64; b++) {
+    for (size_t f = 0; f < (two ? 2u : 1u); f++) {
+      const uint16_t h = f32_to_f16(0.01f + 0.001f * float(b % 7));
+      std::memcpy(blocks.data() + b * bb + scale_at + 2 * f, &h, 2);
+    }
+  }
+  return blocks;
+}
+
 WeightPool make_weights(DType dt, int64_t N, int64_t K, bool cold) {
-  const size_t bytes = size_t(N * K) * dtype_size(dt);
+  const size_t bytes = dtype_bytes(dt, N * K);
   const size_t stride = (bytes + 4095) / 4096 * 4096 + 4096;
   const size_t want = cold ? std::max<size_t>(256u << 20, 2 * stride) : stride;
   const size_t count = std::max<size_t>(1, want / stride);
@@ -165,12 +183,13 @@ WeightPool make_weights(DType dt, int64_t N, int64_t K, bool cold) {
   std::vector<float> f(1024);
   for (float& v : f) v = u(rng);
   std::vector<char> page(4096);
-  from_f32(dt, f.data(), page.data(), 4096 / dtype_size(dt));
+  if (is_quantized(dt)) page = quantized_prototype(dt);  // a whole number of blocks
+  else from_f32(dt, f.data(), page.data(), 4096 / dtype_size(dt));
   char* base = w.mem.data() + (4096 - reinterpret_cast<uintptr_t>(w.mem.data()) % 4096);
   for (size_t c = 0; c < count; c++) {
     char* p = base + c * stride + 2;
-    for (size_t o = 0; o < bytes; o += 4096)
-      std::memcpy(p + o, page.data(), std::min<size_t>(4096, bytes - o));
+    for (size_t o = 0; o < bytes; o += page.size())
+      std::memcpy(p + o, page.data(), std::min<size_t>(page.size(), bytes - o));
     w.copies.push_back(p);
   }
   return w;
@@ -216,7 +235,7 @@ const char* algo_name(const detail::MatmulPath& p, DType dt, int64_t T, int64_t 
 void print_row(const char* name, const Shape& s, DType dt, int64_t T, const char* algo,
                const Timing& t, double stream) {
   const double flops = 2.0 * double(T) * double(s.N) * double(s.K);
-  const double wbytes = double(s.N) * double(s.K) * double(dtype_size(dt));
+  const double wbytes = double(dtype_bytes(dt, s.N * s.K));
   const double gbs = wbytes / t.best_s / 1e9;
   std::printf("%-14s %6lldx%-5lld %-4s T=%-4lld %-12s %10.1f %10.1f %8.1f %7.1f %6.0f%%\n", name,
               (long long)s.N, (long long)s.K, std::string(dtype_name(dt)).c_str(), (long long)T,

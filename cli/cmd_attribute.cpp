@@ -1,11 +1,10 @@
 // tiller attribute: every attention head's causal indirect effect for one (task, language).
-#include <unistd.h>
-
 #include <chrono>
 #include <cstdio>
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cli/progress_bar.h"
 #include "steering/attribution.h"
 #include "steering/attribution_scores.h"
 #include "steering/function_task.h"
@@ -47,32 +46,6 @@ const Command& attribute_command() {
       "  tiller heads --scores *_English.safetensors --fraction 0.5 --out English_Heads.json"};
   return c;
 }
-
-// A one-line progress bar on stderr, redrawn at most a few times a second.
-class ProgressBar {
- public:
-  ProgressBar(std::string label, bool enabled) : label_(std::move(label)), enabled_(enabled), tty_(isatty(2)) {}
-  void update(int64_t done, int64_t total) {
-    if (!enabled_) return;
-    const auto now = std::chrono::steady_clock::now();
-    const double since = std::chrono::duration<double>(now - drawn_).count();
-    if (done < total && since < (tty_ ? 0.1 : 2.0)) return;
-    drawn_ = now;
-    const double elapsed = std::chrono::duration<double>(now - start_).count();
-    const double rate = elapsed > 0 ? double(done) / elapsed : 0;
-    constexpr int kWidth = 30;
-    const int filled = total > 0 ? int(kWidth * done / total) : kWidth;
-    std::fprintf(stderr, "%s%s [%s%s] %3d%% %lld/%lld %.0f/s ETA %.0fs%s", tty_ ? "\r" : "", label_.c_str(),
-                 std::string(size_t(filled), '#').c_str(), std::string(size_t(kWidth - filled), '.').c_str(),
-                 total > 0 ? int(100 * done / total) : 100, (long long)done, (long long)total, rate,
-                 rate > 0 ? double(total - done) / rate : 0.0, tty_ && done < total ? "" : "\n");
-  }
-
- private:
-  std::string label_;
-  bool enabled_, tty_;
-  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now(), drawn_{};
-};
 
 int run_attribute(const Args& args) {
   const std::string out_path = args.required("--out");

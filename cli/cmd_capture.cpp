@@ -1,6 +1,5 @@
 // tiller capture: dump a prompt's activations at a hook point as float32 .npy.
 #include <cstdio>
-#include <sstream>
 
 #include "cli/commands.h"
 #include "cli/common.h"
@@ -22,45 +21,12 @@ const Command& capture_command() {
                "attn_heads (o_proj input, [layers, T, H, d]), resid_pre / resid_post (residual stream entering / "
                "leaving each layer, [layers, T, D]) or final_norm ([1, T, D])",
                ""},
-              {"--layers", "", "SPEC", "layers to dump: 3, 0-3, 0,2,5 (not for final_norm)", "all"},
+              {"--layers", "", "SPEC", "layers to dump: 3, 0-3, 0,2,5, last (not for final_norm)", "all"},
               {"--out", "-o", "FILE.npy", "output file", ""},
           },
       "Example:\n  tiller capture -m ./model --tokens 1,2,3 --point attn_heads --layers 0-1 --out z.npy   "
       "# numpy.load -> (2, 3, H, d)"};
   return c;
-}
-
-// "all", "3", "0-3", "0,2,5-7" -> layer indices, each checked against [0, L).
-std::vector<int> parse_layers(const std::string& spec, int64_t L) {
-  std::vector<int> out;
-  if (spec == "all") {
-    for (int l = 0; l < L; l++) out.push_back(l);
-    return out;
-  }
-  std::stringstream ss(spec);
-  std::string item;
-  auto number = [&](const std::string& s) {
-    size_t used = 0;
-    int v = -1;
-    try {
-      v = std::stoi(s, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != s.size() || v < 0)
-      throw UsageError{"--layers expects layers like 3, 0-3 or 0,2,5; found '" + spec + "'"};
-    if (v >= L) fail("--layers: layer ", v, " does not exist; the model has ", L, " layers (0-", L - 1, ")");
-    return v;
-  };
-  while (std::getline(ss, item, ',')) {
-    const size_t dash = item.find('-');
-    const int a = number(item.substr(0, dash));
-    const int b = dash == std::string::npos ? a : number(item.substr(dash + 1));
-    if (b < a) throw UsageError{"--layers: range '" + item + "' runs backwards"};
-    for (int l = a; l <= b; l++) out.push_back(l);
-  }
-  if (out.empty()) throw UsageError{"--layers is empty"};
-  return out;
 }
 
 int run_capture(const Args& args) {

@@ -97,21 +97,6 @@ const Command& eval_command() {
   return c;
 }
 
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= s.size()) {
-    size_t end = s.find(',', start);
-    if (end == std::string::npos) end = s.size();
-    std::string item = s.substr(start, end - start);
-    item.erase(0, item.find_first_not_of(' '));
-    item.erase(item.find_last_not_of(' ') + 1);
-    if (!item.empty()) out.push_back(item);
-    start = end + 1;
-  }
-  return out;
-}
-
 int run_eval_command(const Args& args) {
   // Signals go to a watcher thread: block them before any thread starts.
   sigset_t signals;
@@ -133,12 +118,7 @@ int run_eval_command(const Args& args) {
   const int64_t limit = args.integer("--limit", -1);
   if (args.has("--limit") && limit < 1) throw UsageError{"--limit must be at least 1"};
   const eval::PromptFormat format = eval::parse_prompt_format(args.str("--prompt-format", "chat"));
-  std::map<std::string, std::string> instructions;
-  for (const auto& v : args.values("--soteria-instruction")) {
-    const size_t eq = v.find('=');
-    if (eq == std::string::npos || eq == 0) throw UsageError{"--soteria-instruction expects LANG=TEXT, found '" + v + "'"};
-    instructions[v.substr(0, eq)] = v.substr(eq + 1);
-  }
+  const std::map<std::string, std::string> instructions = soteria_instructions(args);
   for (const auto& p : args.values("--profile")) {
     const size_t eq = p.find('=');
     if (eq == std::string::npos || eq == 0)

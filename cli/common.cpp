@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <random>
+#include <sstream>
 
 #include "engine/error.h"
 #include "kernels/backends.h"
@@ -19,9 +20,10 @@ std::vector<Flag> operator+(std::vector<Flag> a, const std::vector<Flag>& b) {
 
 std::vector<Flag> model_flags() {
   return {
-      {"--model", "-m", "DIR", "HF model folder (config.json, *.safetensors, tokenizer files)", ""},
+      {"--model", "-m", "PATH", "HF model folder (config.json, *.safetensors, tokenizer files) or a GGUF file", ""},
       {"--threads", "-t", "N", "CPU threads", "one per core"},
       {"--device", "", "cpu|cuda", "where to run the model", "cuda when built with CUDA and a GPU is visible, else cpu"},
+      {"--dtype", "", "auto|f32|bf16|f16", "convert the weight matrices to this type at load (auto: as stored)", "auto"},
       {"--profile", "", "[NAME=]FILE", "steering profile (tiller steer, finetune, distill; or a PEFT LoRA folder): FILE is "
                                        "merged into the weights; serve and batch also take NAME=FILE, repeatable, applied "
                                        "per request", ""},
@@ -31,8 +33,9 @@ std::vector<Flag> model_flags() {
 
 std::vector<Flag> prompt_flags() {
   return {
-      {"--prompt", "-p", "TEXT", "prompt text (tokenized with the model's BOS policy)", ""},
+      {"--prompt", "-p", "TEXT", "prompt text (tokenized with the model's BOS policy; special-token text is the token)", ""},
       {"--tokens", "", "1,2,3", "prompt as token ids, used exactly as given", ""},
+      {"--no-parse-special", "", "", "read special-token text in --prompt (\"<|im_start|>\") as plain text, not as the token", ""},
   };
 }
 
@@ -149,11 +152,15 @@ Session open_session(const Args& args, bool need_tokenizer, ProfileUse use) {
   Session s;
   s.model_dir = args.required("--model");
   s.backend = make_backend(args);
-  s.model = Model::load(s.model_dir, *s.backend);
+  LoadOptions load;
+  const std::string dtype = args.has("--dtype") ? args.str("--dtype") : "auto";
+  if (dtype == "f32") load.weight_dtype = DType::F32;
+  else if (dtype == "bf16") load.weight_dtype = DType::BF16;
+  else if (dtype == "f16") load.weight_dtype = DType::F16;
+  else if (dtype != "auto") throw UsageError{"--dtype expects auto, f32, bf16 or f16, found '" + dtype + "'"};
+  s.model = Model::load(s.model_dir, *s.backend, load);
   apply_profiles(args, s, use);
-  const bool has_files = std::filesystem::exists(std::filesystem::path(s.model_dir) / "tokenizer.json") ||
-                         std::filesystem::exists(std::filesystem::path(s.model_dir) / "tokenizer.model");
-  if (need_tokenizer || has_files) s.tokenizer = load_tokenizer(s.model_dir);
+  if (need_tokenizer || has_tokenizer(s.model_dir)) s.tokenizer = load_tokenizer(s.model_dir);
   return s;
 }
 
@@ -166,7 +173,9 @@ std::vector<int32_t> prompt_tokens(const Args& args, const Session& session) {
     if (!session.tokenizer)
       fail(session.model_dir, ": no tokenizer files (tokenizer.json or tokenizer.model), so --prompt cannot be "
            "tokenized; pass token ids with --tokens");
-    ids = session.tokenizer->encode(args.str("--prompt"));
+    // Special-token text becomes the token, as HF's tokenizer and `tiller batch` read a prompt, so a
+    // rendered chat prompt passed as --prompt is the same ids as the chat template gives.
+    ids = session.tokenizer->encode(args.str("--prompt"), {.add_special = true, .parse_special = !args.has("--no-parse-special")});
   }
   const int64_t V = session.model->config().vocab_size;
   for (int32_t id : ids) {
@@ -174,6 +183,64 @@ std::vector<int32_t> prompt_tokens(const Args& args, const Session& session) {
   }
   if (ids.empty()) fail("the prompt is empty after tokenization; give some text or --tokens");
   return ids;
+}
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    size_t end = s.find(',', start);
+    if (end == std::string::npos) end = s.size();
+    std::string item = s.substr(start, end - start);
+    item.erase(0, item.find_first_not_of(' '));
+    item.erase(item.find_last_not_of(' ') + 1);
+    if (!item.empty()) out.push_back(item);
+    start = end + 1;
+  }
+  return out;
+}
+
+std::map<std::string, std::string> soteria_instructions(const Args& args) {
+  std::map<std::string, std::string> instructions;
+  for (const auto& v : args.values("--soteria-instruction")) {
+    const size_t eq = v.find('=');
+    if (eq == std::string::npos || eq == 0) throw UsageError{"--soteria-instruction expects LANG=TEXT, found '" + v + "'"};
+    instructions[v.substr(0, eq)] = v.substr(eq + 1);
+  }
+  return instructions;
+}
+
+std::vector<int> parse_layers(const std::string& spec, int64_t L) {
+  std::vector<int> out;
+  if (spec == "all") {
+    for (int l = 0; l < L; l++) out.push_back(l);
+    return out;
+  }
+  std::stringstream ss(spec);
+  std::string item;
+  auto number = [&](const std::string& s) {
+    if (s == "last") return int(L - 1);
+    size_t used = 0;
+    int v = -1;
+    try {
+      v = std::stoi(s, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != s.size() || v < 0)
+      throw UsageError{"--layers expects layers like 3, 0-3, 0,2,5 or last; found '" + spec + "'"};
+    if (v >= L) fail("--layers: layer ", v, " does not exist; the model has ", L, " layers (0-", L - 1, ")");
+    return v;
+  };
+  while (std::getline(ss, item, ',')) {
+    const size_t dash = item.find('-');
+    const int a = number(item.substr(0, dash));
+    const int b = dash == std::string::npos ? a : number(item.substr(dash + 1));
+    if (b < a) throw UsageError{"--layers: range '" + item + "' runs backwards"};
+    for (int l = a; l <= b; l++) out.push_back(l);
+  }
+  if (out.empty()) throw UsageError{"--layers is empty"};
+  return out;
 }
 
 }  // namespace tiller::cli

@@ -1,6 +1,7 @@
 // What the model-running subcommands share: flags, backend choice, loading, prompt tokens.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -42,6 +43,16 @@ std::unique_ptr<Backend> make_backend(const Args& args);
 Session open_session(const Args& args, bool need_tokenizer, ProfileUse use = ProfileUse::Merged);
 // The prompt from --tokens (used as given) or --prompt (tokenized with BOS as the model adds it).
 std::vector<int32_t> prompt_tokens(const Args& args, const Session& session);
+
+// A --layers spec: "all", "last", "3", "0-3", "0,2,5-7", "8-last" -> layer indices in the order
+// given, each checked against [0, n_layers) (an Error naming the model's range when outside).
+std::vector<int> parse_layers(const std::string& spec, int64_t n_layers);
+
+// A comma-separated list ("en, bn,sw"): items trimmed of spaces, empty ones dropped.
+std::vector<std::string> split_list(const std::string& s);
+
+// --soteria-instruction LANG=TEXT (repeatable) as LANG -> TEXT, for eval::PromptBuilder.
+std::map<std::string, std::string> soteria_instructions(const Args& args);
 
 // Decoding settings from the sampling flags, defaulting to generation_config.json as HF does
 // (greedy unless it sets do_sample; --temperature > 0 turns sampling on).

@@ -150,6 +150,59 @@ class Backend {
   // Chooses one token per logits row; logits [R, V] may be modified. Only ids leave the device.
   virtual void sample(Tensor& logits, std::span<const SampleRequest> requests, std::span<int32_t> out_ids) = 0;
 
+  // --- training: backward ops and the optimizer (train/) ---
+  // A backward op takes its forward's inputs and the gradient of its output and writes, or with
+  // `accumulate` adds to, the gradients of its inputs. Gradients and trained parameters are F32.
+
+  // dst = src                                           same dtype and size, both on this device
+  virtual void copy(const Tensor& src, Tensor& dst) = 0;
+  // x[i] = value                                        F32
+  virtual void fill(Tensor& x, float value) = 0;
+  // x += alpha · y                                      F32, same size
+  virtual void add_scaled(Tensor& x, const Tensor& y, float alpha) = 0;
+  // out = a · b elementwise                             F32, same size; out may alias a or b
+  virtual void mul(const Tensor& a, const Tensor& b, Tensor& out) = 0;
+  // Gradient of linear() with respect to x: dx (+)= dy · w     dy [T, N], w [N, K] any float, dx [T, K]
+  virtual void linear_backward_input(const Tensor& dy, const Tensor& w, Tensor& dx, bool accumulate) = 0;
+  // With respect to the weight and bias: dw (+)= dyᵀ · x, dbias (+)= Σ_t dy[t]
+  //   dy [T, N], x [T, K], dw [N, K] F32, dbias [N] F32 or null
+  virtual void linear_backward_weight(const Tensor& dy, const Tensor& x, Tensor& dw, Tensor* dbias,
+                                      bool accumulate) = 0;
+  // Gradient of rmsnorm(x, w): dx (+)= ∂/∂x, and dw += ∂/∂w when dw is given.
+  //   x, dy, dx [T, D]; w, dw [D] F32
+  virtual void rmsnorm_backward(const Tensor& x, const Tensor& w, float eps, const Tensor& dy, Tensor& dx,
+                                Tensor* dw, bool accumulate) = 0;
+  // Gradient of silu_mul: dgate = dout · up · silu'(gate), dup = dout · silu(gate)     [T, F]
+  virtual void silu_mul_backward(const Tensor& gate, const Tensor& up, const Tensor& dout, Tensor& dgate,
+                                 Tensor& dup) = 0;
+  // Gradient of attention() for a batch of whole sequences: each sequence's rows are consecutive,
+  // at positions 0, 1, 2, ..., so every key is a row of the batch. q the roped queries and out
+  // attention's output [T, H, d]; dout the gradient of out. Writes dq [T, H, d] and dk, dv
+  // [T, Hkv, d] (the roped key and the value of each row; a KV head sums over its query heads).
+  virtual void attention_backward(const Tensor& q, const KvStore& kv, int layer, int64_t window, float scale,
+                                  const BatchLayout& b, const Tensor& out, const Tensor& dout, Tensor& dq,
+                                  Tensor& dk, Tensor& dv) = 0;
+  // Gradient of embedding(): dtable[tokens[t]] += dx[t]        dx [T, D], dtable [V, D] F32
+  virtual void embedding_backward(const Tensor& dx, const BatchLayout& b, Tensor& dtable) = 0;
+  // Gradient of gather_rows(): dx[logit_rows[i]] += dout[i]    dout [R, D], dx [T, D]
+  virtual void gather_rows_backward(const Tensor& dout, const BatchLayout& b, Tensor& dx) = 0;
+  // Softmax cross-entropy of each row against its target: loss[r] = logsumexp(logits[r]) -
+  // logits[r, targets[r]]; logits is overwritten with weights[r] · (softmax(logits[r]) - onehot),
+  // the gradient of Σ_r weights[r] · loss[r].   logits [R, V] F32, targets [R] I32, weights, loss [R] F32
+  virtual void cross_entropy(Tensor& logits, const Tensor& targets, const Tensor& weights, Tensor& loss) = 0;
+  // Σ x² over every element, summed in double; waits for pending work.   x F32
+  virtual double sum_squares(const Tensor& x) = 0;
+  // One AdamW update of param with grad · grad_scale, as torch.optim.AdamW computes it (decoupled
+  // weight decay first; step_size = lr / (1 - beta1^t), denom = sqrt(v) / sqrt(1 - beta2^t) + eps).
+  //   param, grad, m, v: F32, same size
+  struct AdamWStep {
+    float lr = 0, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, weight_decay = 0;
+    float step_size = 0;            // lr / (1 - beta1^t), computed on the host in double as torch does
+    float bias_correction2_sqrt = 1;  // sqrt(1 - beta2^t)
+    float grad_scale = 1;           // gradient clipping's factor
+  };
+  virtual void adamw(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWStep& step) = 0;
+
   // --- graphs ---
   // Runs `record` (a sequence of the ops above), or a replay of it. `key` names everything the ops
   // turn into kernel arguments: shapes, buffer addresses, the layout's sizes. Calls with equal keys

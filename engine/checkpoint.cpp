@@ -32,8 +32,8 @@ std::vector<fs::path> files_matching(const fs::path& dir, const std::string& ext
          "M.from_pretrained('", dir.string(), "').save_pretrained('", dir.string(), "', safe_serialization=True)\"");
   }
   if (!ggufs.empty()) {
-    fail(dir.string(), ": found GGUF weights (", ggufs.front().filename().string(),
-         "), llama.cpp's format. tiller reads HF safetensors folders; download the original HF model instead.");
+    fail(dir.string(), ": found GGUF weights but no .safetensors. Pass the GGUF file itself: --model ",
+         (dir / ggufs.front().filename()).string());
   }
   fail(dir.string(), ": no model weights. Expected model.safetensors or model.safetensors.index.json with its shards.");
 }

@@ -2,8 +2,11 @@
 #include "engine/dtype.h"
 
 #include "engine/error.h"
+#include "engine/quant.h"
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 namespace tiller {
 
@@ -14,16 +17,24 @@ std::string_view dtype_name(DType t) {
     case DType::BF16: return "BF16";
     case DType::I32: return "I32";
     case DType::I64: return "I64";
+    case DType::Q8_0: return "Q8_0";
+    case DType::Q4_0: return "Q4_0";
+    case DType::Q4_1: return "Q4_1";
+    case DType::Q5_0: return "Q5_0";
+    case DType::Q5_1: return "Q5_1";
+    case DType::Q2_K: return "Q2_K";
+    case DType::Q3_K: return "Q3_K";
+    case DType::Q4_K: return "Q4_K";
+    case DType::Q5_K: return "Q5_K";
+    case DType::Q6_K: return "Q6_K";
   }
   return "?";
 }
 
 std::optional<DType> dtype_from_name(std::string_view name) {
-  if (name == "F32") return DType::F32;
-  if (name == "F16") return DType::F16;
-  if (name == "BF16") return DType::BF16;
-  if (name == "I32") return DType::I32;
-  if (name == "I64") return DType::I64;
+  for (int i = 0; i <= int(DType::Q6_K); i++) {
+    if (dtype_name(DType(i)) == name) return DType(i);
+  }
   return std::nullopt;
 }
 
@@ -81,9 +92,16 @@ void to_f32(DType src_type, const void* src, float* dst, size_t n) {
       for (size_t i = 0; i < n; i++) dst[i] = f16_to_f32(s[i]);
       return;
     }
-    default: break;
+    default:
+      if (is_quantized(src_type)) {
+        if (n % size_t(dtype_block(src_type)) != 0)
+          fail("to_f32: ", n, " values of ", dtype_name(src_type), " are not whole blocks of ", dtype_block(src_type));
+        dequantize(src_type, src, dst, int64_t(n));
+        return;
+      }
+      break;
   }
-  fail("to_f32: ", dtype_name(src_type), " is not a float type");
+  fail("to_f32: ", dtype_name(src_type), " is not a float or quantized type");
 }
 
 void from_f32(DType dst_type, const float* src, void* dst, size_t n) {
@@ -102,6 +120,16 @@ void from_f32(DType dst_type, const float* src, void* dst, size_t n) {
     default: break;
   }
   fail("from_f32: ", dtype_name(dst_type), " is not a float type");
+}
+
+void convert(DType src_type, const void* src, DType dst_type, void* dst, int64_t n) {
+  constexpr int64_t kChunk = 1 << 14;  // a multiple of every block size
+  std::vector<float> tmp(size_t(std::min(n, kChunk)));
+  for (int64_t i = 0; i < n; i += kChunk) {
+    const int64_t m = std::min(kChunk, n - i);
+    to_f32(src_type, static_cast<const char*>(src) + dtype_bytes(src_type, i), tmp.data(), size_t(m));
+    from_f32(dst_type, tmp.data(), static_cast<char*>(dst) + dtype_bytes(dst_type, i), size_t(m));
+  }
 }
 
 }  // namespace tiller

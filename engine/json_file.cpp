@@ -1,4 +1,4 @@
-// JSON and text file reading with errors that name the file.
+// JSON and text file reading with errors that name the file; atomic text file writes.
 #include "engine/json_file.h"
 
 #include <cerrno>
@@ -17,6 +17,19 @@ std::string read_text_file(const std::filesystem::path& path) {
   ss << in.rdbuf();
   if (in.bad()) fail(path.string(), ": read error");
   return ss.str();
+}
+
+void write_text_file(const std::filesystem::path& path, const std::string& text) {
+  const std::filesystem::path tmp = path.string() + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) fail(tmp.string(), ": cannot open for writing (", std::strerror(errno), ")");
+    out << text;
+    if (!out.flush()) fail(tmp.string(), ": write failed (disk full?)");
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) fail(path.string(), ": cannot replace it with ", tmp.string(), " (", ec.message(), ")");
 }
 
 json read_json_file(const std::filesystem::path& path) { return parse_json_text(read_text_file(path), path.string()); }

@@ -1,4 +1,5 @@
-// Reading JSON files with errors that name the file and the place it went wrong.
+// Reading JSON and text files with errors that name the file and the place it went wrong; writing
+// text files atomically.
 #pragma once
 
 #include <filesystem>
@@ -17,5 +18,9 @@ json parse_json_text(std::string_view text, const std::string& source);
 
 // Reads a whole file into a string; throws Error naming the file when it cannot be read.
 std::string read_text_file(const std::filesystem::path& path);
+
+// Writes `text` to a temporary file beside `path` and renames it into place, so a failure never
+// leaves a truncated file; throws Error naming the file.
+void write_text_file(const std::filesystem::path& path, const std::string& text);
 
 }  // namespace tiller

@@ -41,30 +41,13 @@ std::string TensorInfo::shape_string() const {
 
 std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::filesystem::path& path) {
   const std::string where = path.string();
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail(where, ": cannot open (", std::strerror(errno), ")");
-  struct stat st {};
-  if (fstat(fd, &st) != 0) {
-    ::close(fd);
-    fail(where, ": cannot stat (", std::strerror(errno), ")");
-  }
-  const size_t size = size_t(st.st_size);
-  const FileStamp stamp = FileStamp::of(fd);
+  std::shared_ptr<SafetensorsFile> file(new SafetensorsFile());
+  file->map(path);
+  const size_t size = file->size_;
   if (size < 8) {
-    ::close(fd);
     fail(where, ": truncated: the file has ", size,
          " bytes, fewer than the 8-byte header length every safetensors file starts with. Re-download it.");
   }
-  void* map = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-  ::close(fd);
-  if (map == MAP_FAILED) fail(where, ": mmap failed (", std::strerror(errno), ")");
-
-  std::shared_ptr<SafetensorsFile> file(new SafetensorsFile());
-  file->path_ = path;
-  file->base_ = static_cast<const uint8_t*>(map);
-  file->size_ = size;
-  file->stamp_ = stamp;
-  register_mapping(map, size, path);
 
   uint64_t header_len = 0;
   std::memcpy(&header_len, file->base_, 8);
@@ -134,23 +117,6 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::filesystem::pa
   madvise(const_cast<uint8_t*>(file->base_), size, MADV_WILLNEED);
   file->check_unchanged("reading its header");
   return file;
-}
-
-SafetensorsFile::~SafetensorsFile() {
-  if (base_) {
-    unregister_mapping(base_);
-    munmap(const_cast<uint8_t*>(base_), size_);
-  }
-}
-
-FileChange SafetensorsFile::changed_on_disk(std::string* what) const { return compare(stamp_, FileStamp::of(path_), what); }
-
-void SafetensorsFile::check_unchanged(const std::string& while_doing) const {
-  std::string what;
-  if (changed_on_disk(&what) != FileChange::Modified) return;
-  fail(path_.string(), " changed on disk while tiller had it mapped (", what, ", noticed while ", while_doing,
-       "): the weights read through the mapping can no longer be trusted. Another program is writing it in place; "
-       "let it finish, then start again. (Replace model files by writing a new file and renaming it over the old one.)");
 }
 
 const TensorInfo* SafetensorsFile::find(const std::string& name) const {

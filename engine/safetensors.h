@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/file_stamp.h"
+#include "engine/mapped_file.h"
 #include "engine/tensor.h"
 
 namespace tiller {
@@ -30,26 +30,14 @@ struct TensorInfo {
   std::string shape_string() const;
 };
 
-class SafetensorsFile {
+class SafetensorsFile final : public MappedFile {
  public:
   // Maps the file and validates every tensor entry; throws Error naming the file on any problem
   // (truncation, a header that is not JSON, offsets outside the data section, size mismatches).
   static std::shared_ptr<SafetensorsFile> open(const std::filesystem::path& path);
-  ~SafetensorsFile();
-  SafetensorsFile(const SafetensorsFile&) = delete;
-  SafetensorsFile& operator=(const SafetensorsFile&) = delete;
-
-  const std::filesystem::path& path() const { return path_; }
   const std::map<std::string, TensorInfo>& tensors() const { return tensors_; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   const TensorInfo* find(const std::string& name) const;
-
-  // Whether the file on disk is still the one mapped (engine/file_stamp.h), and, when `what` is
-  // given, how it changed. check_unchanged() throws Error for a file modified in place, naming
-  // `while_doing` ("loading", "serving", ...).
-  FileChange changed_on_disk(std::string* what = nullptr) const;
-  void check_unchanged(const std::string& while_doing) const;
-  const FileStamp& stamp() const { return stamp_; }
 
   // A CPU view of the tensor's bytes in the mapping (valid while this file lives). Throws when
   // the tensor is absent or its dtype is not one tiller reads.
@@ -58,10 +46,6 @@ class SafetensorsFile {
 
  private:
   SafetensorsFile() = default;
-  std::filesystem::path path_;
-  const uint8_t* base_ = nullptr;
-  size_t size_ = 0;
-  FileStamp stamp_;
   std::map<std::string, TensorInfo> tensors_;
   std::map<std::string, std::string> metadata_;
 };

@@ -41,7 +41,7 @@ struct Tensor {
     for (int i = 0; i < rank; i++) n *= shape[i];
     return n;
   }
-  size_t nbytes() const { return size_t(numel()) * dtype_size(dtype); }
+  size_t nbytes() const { return dtype_bytes(dtype, numel()); }  // block types: whole blocks
   // Elements per leading index: the row length of a matrix, the [H, d] block of a [T, H, d] tensor.
   int64_t row_size() const { return rank == 0 ? 1 : numel() / shape[0]; }
 
@@ -53,7 +53,7 @@ struct Tensor {
   // Rows [begin, begin + count) along the leading dimension.
   Tensor rows(int64_t begin, int64_t count) const {
     Tensor t = *this;
-    t.data = static_cast<char*>(data) + size_t(begin * row_size()) * dtype_size(dtype);
+    t.data = static_cast<char*>(data) + dtype_bytes(dtype, begin * row_size());
     t.shape[0] = count;
     return t;
   }

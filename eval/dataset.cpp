@@ -39,7 +39,7 @@ const std::vector<DatasetKind>& dataset_kinds() {
       {"advbench", "harmful_behaviors.csv or its folder", "AdvBench harmful behaviours (goal column), English"},
       {"harmbench", "a behaviours CSV or its folder", "HarmBench text behaviours; contextual ones get their context prepended"},
       {"csv", "a CSV file", "generic: a 'question' column (XThreatBench's format), optional id, language, category"},
-      {"jsonl", "a JSONL file", "generic: 'prompt' or 'messages' per line, optional id, language, category, harmful (true/false) or label (harmful/benign, 1/0); other fields kept"},
+      {"jsonl", "a JSONL file", "generic: 'prompt' (or 'text') or 'messages' per line, optional id, language, category, harmful (true/false) or label (harmful/benign, 1/0); other fields kept"},
   };
   return kinds;
 }

@@ -133,8 +133,10 @@ Dataset load_prompt_jsonl(const fs::path& path, const std::string& default_langu
       item.messages = m;
     } else if (j.contains("prompt") && j["prompt"].is_string()) {
       item.prompt = j["prompt"];
+    } else if (j.contains("text") && j["text"].is_string()) {  // toxicity sets' spelling
+      item.prompt = j["text"];
     } else {
-      fail(where, ": each line needs \"prompt\" (a string) or \"messages\" (a list of {role, content})");
+      fail(where, ": each line needs \"prompt\" or \"text\" (a string) or \"messages\" (a list of {role, content})");
     }
     if (j.contains("id")) {
       if (j["id"].is_string()) item.id = j["id"];
@@ -158,17 +160,20 @@ Dataset load_prompt_jsonl(const fs::path& path, const std::string& default_langu
     if (j.contains("harmful")) {
       if (!j["harmful"].is_boolean()) fail(where, ": \"harmful\" must be true or false");
       item.harmful = j["harmful"];
-    } else if (j.contains("label")) {  // the probe's convention: 1 / 0, or a word
-      const ojson& label = j["label"];
-      if (label == 1 || label == "harmful" || label == "unsafe" || label == "toxic") item.harmful = true;
-      else if (label == 0 || label == "benign" || label == "harmless" || label == "safe" || label == "non-toxic") item.harmful = false;
-      else fail(where, ": \"label\" must be 1 / \"harmful\" / \"unsafe\" / \"toxic\" or 0 / \"benign\" / \"harmless\" / \"safe\", found ", label.dump());
+    } else if (j.contains("label")) {  // toxicity sets' and the probe's spelling: 1 / 0, or the class named
+      const ojson& l = j["label"];
+      const std::string name = l.is_string() ? l.get<std::string>() : "";
+      if (l.is_boolean()) item.harmful = l.get<bool>();
+      else if (l.is_number_integer() && (l == 0 || l == 1)) item.harmful = l == 1;
+      else if (name == "harmful" || name == "unsafe" || name == "toxic") item.harmful = true;
+      else if (name == "benign" || name == "harmless" || name == "unharmful" || name == "safe" || name == "non-toxic") item.harmful = false;
+      else fail(where, ": \"label\" must be 1 / \"harmful\" / \"unsafe\" / \"toxic\" or 0 / \"benign\" / \"harmless\" / \"safe\", found ", l.dump());
     }
     if (j.contains("english") && j["english"].is_string()) item.english = j["english"].get<std::string>();
     else if (item.language == "en") item.english = item.prompt;
     item.source = "jsonl:" + path.filename().string();
     for (const auto& [key, value] : j.items()) {
-      if (key != "messages" && key != "prompt" && key != "id" && key != "language" && key != "category" &&
+      if (key != "messages" && key != "prompt" && key != "text" && key != "id" && key != "language" && key != "category" &&
           key != "harmful" && key != "english")
         item.extra[key] = value;
     }

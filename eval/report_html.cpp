@@ -97,11 +97,13 @@ Range nice_range(double lo, double hi, int n, const Axis& axis) {
   const double raw = (hi - lo) / n, mag = std::pow(10, std::floor(std::log10(raw)));
   double step = mag;
   for (double m : {1.0, 2.0, 2.5, 5.0, 10.0}) {
+    if (axis.integer && m == 2.5 && mag < 10) continue;
     if (raw <= m * mag + 1e-12) {
       step = m * mag;
       break;
     }
   }
+  if (axis.integer) step = std::max(step, 1.0);
   Range r;
   r.lo = axis.min ? lo : std::floor(lo / step + 1e-9) * step;
   r.hi = axis.max ? hi : std::ceil(hi / step - 1e-9) * step;

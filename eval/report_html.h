@@ -26,6 +26,7 @@ struct Axis {
   std::string label;
   std::optional<double> min, max;  // default: from the data (0 included for bars)
   bool percent = false;            // values are fractions, ticks read 0%..100%
+  bool integer = false;            // ticks at whole numbers only (layers, counts)
 };
 
 struct Series {

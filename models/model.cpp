@@ -27,9 +27,9 @@ struct Model::Workspace {
 };
 
 Model::Model(const ModelConfig& config, Backend& backend, ModelWeights weights, std::vector<Buffer> owned,
-             std::vector<std::shared_ptr<SafetensorsFile>> files)
+             std::vector<std::shared_ptr<const void>> storage, std::vector<std::shared_ptr<const MappedFile>> files)
     : config_(config), backend_(backend), weights_(std::move(weights)), owned_(std::move(owned)),
-      files_(std::move(files)), ws_(std::make_unique<Workspace>()) {
+      storage_(std::move(storage)), files_(std::move(files)), ws_(std::make_unique<Workspace>()) {
   const std::vector<float> inv_freq = rope_inv_freq(config_);
   inv_freq_buffer_ = backend_.alloc(inv_freq.size() * sizeof(float));
   backend_.upload(inv_freq_buffer_.data(), inv_freq.data(), inv_freq.size() * sizeof(float));
@@ -44,7 +44,7 @@ KvCacheOptions Model::kv_cache_options(int64_t tokens, int64_t n_sequences, int6
   o.n_layers = config_.n_layers;
   o.n_kv_heads = config_.n_kv_heads;
   o.head_dim = config_.head_dim;
-  o.dtype = weight_dtype();
+  o.dtype = kv_dtype();
   o.block_size = block_size;
   o.n_blocks = std::max<int64_t>(1, n_sequences * ((tokens + block_size - 1) / block_size));
   return o;

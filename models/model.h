@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <initializer_list>
 #include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -57,19 +58,30 @@ struct ForwardOptions {
   std::span<const int32_t> row_first_layer;
 };
 
+struct LoadOptions {
+  // Convert every weight matrix to this type at load (F32 for reference comparisons, BF16 to
+  // trade a quantized file's size for speed); empty keeps each stored type the backend computes with.
+  std::optional<DType> weight_dtype;
+  bool quiet = false;  // no notes on stderr (what was converted at load)
+};
+
 class Model {
  public:
-  // Loads config.json and the safetensors weights of an HF model folder onto `backend`.
-  static std::unique_ptr<Model> load(const std::filesystem::path& dir, Backend& backend);
+  // Loads a model onto `backend`: an HF folder (config.json and its safetensors) or a GGUF file.
+  static std::unique_ptr<Model> load(const std::filesystem::path& path, Backend& backend,
+                                     const LoadOptions& options = {});
 
   const ModelConfig& config() const { return config_; }
   Backend& backend() const { return backend_; }
   const ModelWeights& weights() const { return weights_; }
-  // The dtype linear weights are stored in (the KV cache uses it too by default).
+  // The dtype linear weights are stored in.
   DType weight_dtype() const { return weights_.layers.empty() ? DType::F32 : weights_.layers[0].q.dtype; }
-  // Throws Error when a weight file was modified on disk since it was mapped (engine/file_stamp.h);
+  // Throws Error when a weight file was modified on disk since it was mapped (engine/mapped_file.h);
   // `while_doing` names the moment ("loading", "serving", ...). Cheap: one stat per file.
   void check_files_unchanged(const std::string& while_doing) const;
+  // The KV cache's dtype by default: the weights' float type (BF16 for quantized weights, as
+  // llama.cpp keeps a 16-bit cache).
+  DType kv_dtype() const { return is_float(weight_dtype()) ? weight_dtype() : DType::BF16; }
   // A cache shaped for this model with room for `n_sequences` sequences of `tokens` tokens each.
   KvCacheOptions kv_cache_options(int64_t tokens, int64_t n_sequences = 1, int64_t block_size = 16) const;
 
@@ -87,8 +99,10 @@ class Model {
   void replace_projection_weight(int layer, Projection projection, const Tensor& host);
   void replace_projection_bias(int layer, Projection projection, const Tensor& host);
 
+  // `storage` keeps memory the weights point into alive (mapped files, reordered copies); `files`
+  // are the mapped files check_files_unchanged() checks.
   Model(const ModelConfig& config, Backend& backend, ModelWeights weights, std::vector<Buffer> owned,
-        std::vector<std::shared_ptr<SafetensorsFile>> files);
+        std::vector<std::shared_ptr<const void>> storage, std::vector<std::shared_ptr<const MappedFile>> files = {});
   ~Model();
 
  private:
@@ -115,7 +129,8 @@ class Model {
   Backend& backend_;
   ModelWeights weights_;
   std::vector<Buffer> owned_;                            // device copies / converted small tensors
-  std::vector<std::shared_ptr<SafetensorsFile>> files_;  // keep mapped weights alive
+  std::vector<std::shared_ptr<const void>> storage_;     // keeps mapped weights alive
+  std::vector<std::shared_ptr<const MappedFile>> files_;  // the mapped weight files, to check
   Buffer inv_freq_buffer_;
   Tensor inv_freq_;  // [d/2] F32, rope frequencies after scaling
   float attn_scale_;

@@ -4,6 +4,8 @@
 #include <algorithm>
 
 #include "engine/error.h"
+#include "engine/gguf.h"
+#include "models/gguf_model.h"
 
 namespace tiller {
 namespace {
@@ -199,9 +201,11 @@ ModelConfig parse_model_config(const json& j, const std::string& source) {
 }
 
 ModelConfig load_model_config(const std::filesystem::path& model_dir) {
+  if (is_gguf_file(model_dir)) return gguf_model_config(*GgufFile::open(model_dir));
   const auto path = model_dir / "config.json";
   if (!std::filesystem::exists(path)) {
-    fail(model_dir.string(), ": no config.json. Expected an HF model folder (config.json, *.safetensors, tokenizer files).");
+    fail(model_dir.string(), ": no config.json. Expected an HF model folder (config.json, *.safetensors, tokenizer files) "
+         "or a GGUF file.");
   }
   return parse_model_config(read_json_file(path), path.string());
 }
@@ -228,6 +232,7 @@ GenerationDefaults parse_generation_config(const json& j, const std::string& sou
 }
 
 GenerationDefaults load_generation_config(const std::filesystem::path& model_dir) {
+  if (is_gguf_file(model_dir)) return gguf_generation_defaults(*GgufFile::open(model_dir));
   const auto path = model_dir / "generation_config.json";
   if (!std::filesystem::exists(path)) return {};
   return parse_generation_config(read_json_file(path), path.string());

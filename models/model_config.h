@@ -26,6 +26,9 @@ struct RopeConfig {
   double low_freq_factor = 1.0;         // llama3
   double high_freq_factor = 4.0;        // llama3
   int64_t original_max_position = 0;    // llama3
+  // Per-frequency divisors [d/2] applied after the above (llama.cpp's rope_freqs tensor, which is
+  // how GGUF files carry llama3 scaling); empty: none.
+  std::vector<float> freq_factors;
 };
 
 struct ModelConfig {
@@ -62,7 +65,8 @@ struct ModelConfig {
 
 // Parses a config.json document; `source` names it in errors.
 ModelConfig parse_model_config(const json& j, const std::string& source);
-// Reads <dir>/config.json. Throws Error naming the file and key on anything unsupported.
+// Reads <dir>/config.json, or the metadata of a GGUF file. Throws Error naming the file and key on
+// anything unsupported.
 ModelConfig load_model_config(const std::filesystem::path& model_dir);
 
 // Default decoding settings from generation_config.json, with HF GenerationConfig's defaults for
@@ -81,7 +85,7 @@ struct GenerationDefaults {
 };
 
 GenerationDefaults parse_generation_config(const json& j, const std::string& source);
-// Reads <dir>/generation_config.json; absent file -> defaults.
+// Reads <dir>/generation_config.json (a GGUF file: its general.sampling.* keys); absent -> defaults.
 GenerationDefaults load_generation_config(const std::filesystem::path& model_dir);
 
 }  // namespace tiller

@@ -56,7 +56,7 @@ std::unique_ptr<Model> random_model(const ModelConfig& config, Backend& backend,
   }
   if (config.tie_word_embeddings) w.lm_head = w.embed;
   return std::make_unique<Model>(config, backend, std::move(w), std::move(owned),
-                                 std::vector<std::shared_ptr<SafetensorsFile>>{});
+                                 std::vector<std::shared_ptr<const void>>{});
 }
 
 }  // namespace tiller

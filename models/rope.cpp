@@ -3,6 +3,8 @@
 
 #include <cmath>
 
+#include "engine/error.h"
+
 namespace tiller {
 
 std::vector<float> rope_inv_freq(const ModelConfig& config) {
@@ -39,6 +41,11 @@ std::vector<float> rope_inv_freq(const ModelConfig& config) {
       }
       break;
     }
+  }
+  if (!r.freq_factors.empty()) {
+    TILLER_CHECK(r.freq_factors.size() == inv.size(), "rope frequency factors: ", r.freq_factors.size(), " for ",
+                 inv.size(), " frequencies");
+    for (size_t i = 0; i < inv.size(); i++) inv[i] /= r.freq_factors[i];
   }
   return inv;
 }

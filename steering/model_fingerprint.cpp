@@ -52,6 +52,10 @@ std::string config_fingerprint(const ModelConfig& c) {
      << c.rope.original_max_position << " tie" << c.tie_word_embeddings << " bias" << c.qkv_bias << c.o_bias
      << c.mlp_bias << " win";
   for (int64_t w : c.sliding_window) os << "," << w;
+  if (!c.rope.freq_factors.empty()) {  // (absent from older fingerprints, which stay the same)
+    os << " rope_factors";
+    for (float v : c.rope.freq_factors) os << "," << v;
+  }
   Fnv64 f;
   f.text(os.str());
   return f.hex();

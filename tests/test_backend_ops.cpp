@@ -692,3 +692,216 @@ TEST_CASE("attention (CPU): a row's output is bit for bit the same in any batch,
     }
   }
 }
+
+TEST_CASE("backend ops: place_weight of block-quantized weights keeps them or gives the BF16 of their values") {
+  for_each_device([](Backend& cpu, Backend& dev) {
+    for (DType dt : {DType::Q8_0, DType::Q4_1, DType::Q4_K, DType::Q5_K}) {
+      CAPTURE(dtype_name(dt));
+      const int64_t N = 37, K = 512;
+      std::vector<uint8_t> raw(dtype_bytes(dt, N * K));
+      uint64_t s = 7;
+      for (auto& b : raw) b = uint8_t((s = s * 6364136223846793005ull + 1442695040888963407ull) >> 56);
+      const size_t bb = dtype_block_bytes(dt);
+      const size_t scale_at = 0;  // d (and m / dmin after it) lead the block in these formats
+      for (size_t b = 0; b < raw.size() / bb; b++) {  // finite F16 scales (d, and m / dmin)
+        const uint16_t h = f32_to_f16(0.01f + 0.001f * float(b % 5));
+        std::memcpy(raw.data() + b * bb + scale_at, &h, 2);
+        if (dt != DType::Q8_0) std::memcpy(raw.data() + b * bb + scale_at + 2, &h, 2);
+      }
+      std::vector<float> want(size_t(N * K));
+      to_f32(dt, raw.data(), want.data(), want.size());
+      std::vector<Buffer> owned;
+      const Tensor placed = dev.place_weight(Tensor(raw.data(), dt, {N, K}), owned);
+      REQUIRE((placed.dtype == dt || placed.dtype == DType::BF16));
+      CHECK(placed.shape[0] == N);
+      std::vector<uint8_t> back(placed.nbytes());
+      dev.download(back.data(), placed.data, back.size());
+      std::vector<float> got(want.size());
+      to_f32(placed.dtype, back.data(), got.data(), got.size());
+      if (placed.dtype == DType::BF16)
+        for (float& w : want) w = bf16_to_f32(f32_to_bf16(w));
+      CHECK(std::memcmp(got.data(), want.data(), got.size() * 4) == 0);
+    }
+    (void)cpu;
+  });
+}
+
+// --- training ops (train/): the backward of each forward op, the loss and AdamW --------------------
+
+TEST_CASE("backend ops: training elementwise ops (fill, copy, add_scaled, mul, silu_mul_backward, adamw)") {
+  for_each_device([](Backend& cpu, Backend& dev) {
+    for (int64_t n : {int64_t(1), int64_t(19), int64_t(111 * 64), int64_t(500 * 333)}) {
+      const std::string what = describe({{"n", n}});
+      const auto av = random_values(n, 1, -8, 8), bv = random_values(n, 2), cv = random_values(n, 3);
+      Twin a = make_twin(cpu, dev, DType::F32, {n}, &av), b = make_twin(cpu, dev, DType::F32, {n}, &bv);
+      Twin c = make_twin(cpu, dev, DType::F32, {n}, &cv), out = make_twin(cpu, dev, DType::F32, {n}, nullptr);
+      Twin out2 = make_twin(cpu, dev, DType::F32, {n}, nullptr);
+      cpu.mul(a.cpu.t, b.cpu.t, out.cpu.t);
+      dev.mul(a.dev.t, b.dev.t, out.dev.t);
+      check_close(cpu, dev, out, kTightNse, "mul " + what);
+      cpu.add_scaled(out.cpu.t, c.cpu.t, -0.75f);
+      dev.add_scaled(out.dev.t, c.dev.t, -0.75f);
+      check_close(cpu, dev, out, kTightNse, "add_scaled " + what);
+      cpu.silu_mul_backward(a.cpu.t, b.cpu.t, c.cpu.t, out.cpu.t, out2.cpu.t);
+      dev.silu_mul_backward(a.dev.t, b.dev.t, c.dev.t, out.dev.t, out2.dev.t);
+      check_close(cpu, dev, out, kTightNse, "silu_mul_backward dgate " + what);
+      check_close(cpu, dev, out2, kTightNse, "silu_mul_backward dup " + what);
+      cpu.copy(a.cpu.t, out.cpu.t);
+      dev.copy(a.dev.t, out.dev.t);
+      check_close(cpu, dev, out, 0.0, "copy " + what);
+      cpu.fill(out2.cpu.t, 0.5f);
+      dev.fill(out2.dev.t, 0.5f);
+      check_close(cpu, dev, out2, 0.0, "fill " + what);
+      CHECK(dev.sum_squares(a.dev.t) == doctest::Approx(cpu.sum_squares(a.cpu.t)).epsilon(1e-6));
+      Backend::AdamWStep s;
+      s.lr = 1e-3f, s.beta2 = 0.95f, s.weight_decay = 0.1f, s.step_size = 1e-2f, s.bias_correction2_sqrt = 0.2f;
+      s.grad_scale = 0.5f;
+      for (int step = 0; step < 3; step++) {  // param a, grad c, moments out (zero) and out2 (0.5)
+        cpu.fill(out.cpu.t, 0.0f), dev.fill(out.dev.t, 0.0f);
+        cpu.adamw(a.cpu.t, c.cpu.t, out.cpu.t, out2.cpu.t, s);
+        dev.adamw(a.dev.t, c.dev.t, out.dev.t, out2.dev.t, s);
+      }
+      check_close(cpu, dev, a, kTightNse, "adamw param " + what);
+      check_close(cpu, dev, out2, kTightNse, "adamw second moment " + what);
+    }
+  });
+}
+
+TEST_CASE("backend ops: linear_backward_input and linear_backward_weight (dtypes, odd shapes, accumulate)") {
+  for_each_device([](Backend& cpu, Backend& dev) {
+    struct Shape {
+      int64_t N, K;
+    };
+    for (DType dt : {DType::F32, DType::BF16, DType::F16}) {
+      for (Shape s : {Shape{19, 256}, Shape{333, 172}, Shape{96, 111}, Shape{1000, 576}}) {
+        for (int64_t T : {1, 5, 19, 111, 500}) {
+          for (bool acc : {false, true}) {
+            const std::string what =
+                std::string(dtype_name(dt)) + describe({{" N", s.N}, {"K", s.K}, {"T", T}, {"accumulate", acc}});
+            const auto dyv = random_values(T * s.N, uint64_t(T + s.N)), wv = random_values(s.N * s.K, uint64_t(s.K));
+            const auto xv = random_values(T * s.K, 7), init = random_values(std::max(T * s.K, s.N * s.K), 8);
+            Twin dy = make_twin(cpu, dev, DType::F32, {T, s.N}, &dyv), w = make_twin(cpu, dev, dt, {s.N, s.K}, &wv);
+            Twin x = make_twin(cpu, dev, DType::F32, {T, s.K}, &xv);
+            const std::vector<float> dx0(init.begin(), init.begin() + T * s.K), dw0(init.begin(), init.begin() + s.N * s.K);
+            const std::vector<float> db0(init.begin(), init.begin() + s.N);
+            Twin dx = make_twin(cpu, dev, DType::F32, {T, s.K}, acc ? &dx0 : nullptr);
+            cpu.linear_backward_input(dy.cpu.t, w.cpu.t, dx.cpu.t, acc);
+            dev.linear_backward_input(dy.dev.t, w.dev.t, dx.dev.t, acc);
+            check_close(cpu, dev, dx, dt == DType::F32 ? kTightNse : kLowPrecisionNse, "linear_backward_input " + what);
+            if (dt != DType::F32) continue;  // weight gradients are F32 whatever the weight's dtype
+            Twin dw = make_twin(cpu, dev, DType::F32, {s.N, s.K}, acc ? &dw0 : nullptr);
+            Twin db = make_twin(cpu, dev, DType::F32, {s.N}, acc ? &db0 : nullptr);
+            cpu.linear_backward_weight(dy.cpu.t, x.cpu.t, dw.cpu.t, &db.cpu.t, acc);
+            dev.linear_backward_weight(dy.dev.t, x.dev.t, dw.dev.t, &db.dev.t, acc);
+            check_close(cpu, dev, dw, kTightNse, "linear_backward_weight " + what);
+            check_close(cpu, dev, db, kTightNse, "linear_backward_weight bias " + what);
+          }
+        }
+      }
+    }
+  });
+}
+
+TEST_CASE("backend ops: rmsnorm_backward (dx, accumulate, dw)") {
+  for_each_device([](Backend& cpu, Backend& dev) {
+    for (int64_t T : kRows) {
+      for (int64_t D : {64, 111, 2048}) {
+        const std::string what = describe({{"T", T}, {"D", D}});
+        const auto xv = random_values(T * D, uint64_t(T * D), -3, 3), wv = random_values(D, 3, 0.5f, 1.5f);
+        const auto dyv = random_values(T * D, 4), dwv = random_values(D, 5);
+        Twin x = make_twin(cpu, dev, DType::F32, {T, D}, &xv), w = make_twin(cpu, dev, DType::F32, {D}, &wv);
+        Twin dy = make_twin(cpu, dev, DType::F32, {T, D}, &dyv), dx = make_twin(cpu, dev, DType::F32, {T, D}, nullptr);
+        Twin dw = make_twin(cpu, dev, DType::F32, {D}, &dwv);
+        cpu.rmsnorm_backward(x.cpu.t, w.cpu.t, 1e-5f, dy.cpu.t, dx.cpu.t, &dw.cpu.t, false);
+        dev.rmsnorm_backward(x.dev.t, w.dev.t, 1e-5f, dy.dev.t, dx.dev.t, &dw.dev.t, false);
+        check_close(cpu, dev, dx, kTightNse, "rmsnorm_backward dx " + what);
+        check_close(cpu, dev, dw, kTightNse, "rmsnorm_backward dw " + what);
+        cpu.rmsnorm_backward(x.cpu.t, w.cpu.t, 1e-6f, dy.cpu.t, dx.cpu.t, nullptr, true);
+        dev.rmsnorm_backward(x.dev.t, w.dev.t, 1e-6f, dy.dev.t, dx.dev.t, nullptr, true);
+        check_close(cpu, dev, dx, kTightNse, "rmsnorm_backward accumulated dx " + what);
+      }
+    }
+  });
+}
+
+TEST_CASE("backend ops: attention_backward over whole ragged sequences, GQA, windows, F32 and BF16 caches") {
+  const std::vector<std::vector<SeqSpec>> layouts = {
+      {{0, 1}}, {{0, 19}}, {{0, 300}}, {{0, 50}, {0, 1}, {0, 37}, {0, 130}}};
+  struct Heads {
+    int64_t Hkv, G, d;
+  };
+  for_each_device([&](Backend& cpu, Backend& dev) {
+    for (DType dt : {DType::F32, DType::BF16}) {
+      for (Heads hd : {Heads{2, 1, 64}, Heads{2, 4, 128}, Heads{1, 8, 64}, Heads{3, 3, 16}, Heads{2, 2, 256}}) {
+        for (int64_t window : {0, 7}) {
+          for (int64_t bs : {16, 7}) {
+            for (const auto& seqs : layouts) {
+              const HostLayout h = build_layout(seqs, bs, false, 11);
+              const int64_t T = int64_t(h.tokens.size()), H = hd.Hkv * hd.G;
+              const std::string what = std::string(dtype_name(dt)) +
+                                       describe({{" T", T}, {"Hkv", hd.Hkv}, {"G", hd.G}, {"d", hd.d},
+                                                 {"window", window}, {"block_size", bs}});
+              TwinStore store = make_store(cpu, dev, 1, h.n_blocks, hd.Hkv, bs, hd.d, dt, uint64_t(T + hd.d));
+              TwinLayout lay(cpu, dev, h);
+              const auto qv = random_values(T * H * hd.d, 1, -2, 2), ov = random_values(T * H * hd.d, 2);
+              const auto gv = random_values(T * H * hd.d, 3);
+              Twin q = make_twin(cpu, dev, DType::F32, {T, H, hd.d}, &qv);
+              Twin out = make_twin(cpu, dev, DType::F32, {T, H, hd.d}, &ov);
+              Twin dout = make_twin(cpu, dev, DType::F32, {T, H, hd.d}, &gv);
+              Twin dq = make_twin(cpu, dev, DType::F32, {T, H, hd.d}, nullptr);
+              Twin dk = make_twin(cpu, dev, DType::F32, {T, hd.Hkv, hd.d}, nullptr);
+              Twin dv = make_twin(cpu, dev, DType::F32, {T, hd.Hkv, hd.d}, nullptr);
+              const float scale = float(1.0 / std::sqrt(double(hd.d)));
+              cpu.attention_backward(q.cpu.t, store.cpu, 0, window, scale, lay.cpu, out.cpu.t, dout.cpu.t, dq.cpu.t,
+                                     dk.cpu.t, dv.cpu.t);
+              dev.attention_backward(q.dev.t, store.dev, 0, window, scale, lay.dev, out.dev.t, dout.dev.t, dq.dev.t,
+                                     dk.dev.t, dv.dev.t);
+              check_close(cpu, dev, dq, kTightNse, "attention_backward dq " + what);
+              check_close(cpu, dev, dk, kTightNse, "attention_backward dk " + what);
+              check_close(cpu, dev, dv, kTightNse, "attention_backward dv " + what);
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+TEST_CASE("backend ops: embedding_backward, gather_rows_backward and cross_entropy") {
+  for_each_device([](Backend& cpu, Backend& dev) {
+    for (int64_t V : {1000, 32000}) {
+      for (int T : {1, 19, 500}) {
+        const int64_t D = 111;
+        const std::string what = describe({{"V", V}, {"T", T}});
+        HostLayout h = build_layout({{0, T}}, 16, false, uint64_t(T), V / 50);  // tokens repeat
+        h.logit_rows.clear();
+        for (int t = 0; t < T; t += 3) h.logit_rows.push_back(t);
+        TwinLayout lay(cpu, dev, h);
+        const int64_t R = int64_t(h.logit_rows.size());
+        const auto dxv = random_values(T * D, 1), tabv = random_values(V * D, 2), rv = random_values(R * D, 3);
+        Twin dx = make_twin(cpu, dev, DType::F32, {T, D}, &dxv), table = make_twin(cpu, dev, DType::F32, {V, D}, &tabv);
+        Twin rows = make_twin(cpu, dev, DType::F32, {R, D}, &rv);
+        cpu.embedding_backward(dx.cpu.t, lay.cpu, table.cpu.t);
+        dev.embedding_backward(dx.dev.t, lay.dev, table.dev.t);
+        check_close(cpu, dev, table, kTightNse, "embedding_backward " + what);
+        cpu.gather_rows_backward(rows.cpu.t, lay.cpu, dx.cpu.t);
+        dev.gather_rows_backward(rows.dev.t, lay.dev, dx.dev.t);
+        check_close(cpu, dev, dx, kTightNse, "gather_rows_backward " + what);
+
+        const auto lv = random_values(T * V, 4, -12, 12), wv = random_values(T, 5, 0, 2);
+        std::vector<float> targets_f(static_cast<size_t>(T));
+        for (int t = 0; t < T; t++) targets_f[size_t(t)] = float((t * 7919) % V);
+        Twin logits = make_twin(cpu, dev, DType::F32, {T, V}, &lv), weights = make_twin(cpu, dev, DType::F32, {T}, &wv);
+        Twin loss = make_twin(cpu, dev, DType::F32, {T}, nullptr);
+        Guarded tc = make_tensor(cpu, DType::I32, {T}), td = make_tensor(dev, DType::I32, {T});
+        std::vector<int32_t> targets(targets_f.begin(), targets_f.end());
+        cpu.upload(tc.t.data, targets.data(), targets.size() * 4);
+        dev.upload(td.t.data, targets.data(), targets.size() * 4);
+        cpu.cross_entropy(logits.cpu.t, tc.t, weights.cpu.t, loss.cpu.t);
+        dev.cross_entropy(logits.dev.t, td.t, weights.dev.t, loss.dev.t);
+        check_close(cpu, dev, loss, kTightNse, "cross_entropy loss " + what);
+        check_close(cpu, dev, logits, kTightNse, "cross_entropy gradient " + what);
+      }
+    }
+  });
+}

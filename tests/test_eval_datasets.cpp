@@ -245,14 +245,17 @@ TEST_CASE("datasets: bad input is a clear error") {
   write_file(dir / "nocol.csv", "prompt,x\nhi,1\n");
   CHECK(error_of([&] { load_dataset({"csv", dir / "nocol.csv"}); }).find("no 'question' column") != std::string::npos);
   write_file(dir / "labels.jsonl",
-             "{\"prompt\": \"a\", \"label\": \"benign\"}\n{\"prompt\": \"b\", \"label\": 1}\n{\"prompt\": \"c\", \"label\": \"safe\"}\n");
+             "{\"prompt\": \"a\", \"label\": \"benign\"}\n{\"prompt\": \"b\", \"label\": 1}\n{\"prompt\": \"c\", \"label\": \"safe\"}\n"
+             "{\"prompt\": \"d\", \"label\": \"harmful\"}\n");
   const Dataset labelled = load_dataset({"jsonl", dir / "labels.jsonl"});
+  REQUIRE(labelled.items.size() == 4);
   CHECK(!labelled.items[0].harmful);
   CHECK(labelled.items[1].harmful);
   CHECK(!labelled.items[2].harmful);
+  CHECK(labelled.items[3].harmful);
   write_file(dir / "badlabel.jsonl", "{\"prompt\": \"a\", \"label\": \"maybe\"}\n");
   CHECK(error_of([&] { load_dataset({"jsonl", dir / "badlabel.jsonl"}); }).find("\"label\" must be") != std::string::npos);
-  write_file(dir / "bad.jsonl", "{\"prompt\": \"a\"}\n{\"text\": \"b\"}\n");
+  write_file(dir / "bad.jsonl", "{\"prompt\": \"a\"}\n{\"question\": \"b\"}\n");
   CHECK(error_of([&] { load_dataset({"jsonl", dir / "bad.jsonl"}); }).find("bad.jsonl:2: each line needs") != std::string::npos);
   write_file(dir / "empty.jsonl", "\n\n");
   CHECK(error_of([&] { load_dataset({"jsonl", dir / "empty.jsonl"}); }).find("no prompts found") != std::string::npos);

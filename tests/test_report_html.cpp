@@ -68,6 +68,15 @@ TEST_CASE("report_html: escaping and chart structure") {
   CHECK(l.find("data-marks=\"7\"") != std::string::npos);
   CHECK(count(l, "<path class=\"line\"") == 2);
   CHECK(l.find("M") != std::string::npos);
+  html::LineChart layers;  // 4 layers over about 6 ticks: half steps, unless the axis is integer
+  layers.id = "layers";
+  layers.series.push_back(series("en", {0, 1, 2, 3}, {10, 20, 30, 40}));
+  CHECK(html::svg_line_chart(layers).find(">0.5<") != std::string::npos);
+  layers.x.integer = true;
+  const std::string whole = html::svg_line_chart(layers);
+  CHECK(whole.find(">0.5<") == std::string::npos);
+  CHECK(whole.find(">2.5<") == std::string::npos);
+  CHECK(whole.find(">3<") != std::string::npos);
 
   html::ScatterChart sc;
   sc.id = "scatter";

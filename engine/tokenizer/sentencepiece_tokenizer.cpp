@@ -6,6 +6,7 @@
 
 #include "engine/error.h"
 #include "engine/tokenizer/tokenizer.h"
+#include "engine/tokenizer/tokenizer_factories.h"
 #include "engine/tokenizer/tokenizer_config.h"
 #include "engine/tokenizer/unicode.h"
 
@@ -16,14 +17,13 @@ constexpr std::string_view kSpaceSymbol = "\xE2\x96\x81";  // U+2581, sentencepi
 
 class SentencePieceTokenizer final : public Tokenizer {
  public:
-  explicit SentencePieceTokenizer(const std::filesystem::path& dir) {
-    const auto model_path = dir / "tokenizer.model";
-    const auto status = sp_.Load(model_path.string());
+  // `model_path` names a tokenizer.model file, or (with `serialized`) where the model came from.
+  SentencePieceTokenizer(const std::string& model_path, const TokenizerConfig& cfg, const std::string* serialized) {
+    const auto status = serialized ? sp_.LoadFromSerializedProto(*serialized) : sp_.Load(model_path);
     if (!status.ok()) {
-      fail(model_path.string(), ": not a sentencepiece model (", status.ToString(),
-           "). Llama-3 ships a tiktoken-format tokenizer.model: tiller needs that model's tokenizer.json.");
+      fail(model_path, ": not a sentencepiece model (", status.ToString(),
+           serialized ? ")" : "). Llama-3 ships a tiktoken-format tokenizer.model: tiller needs that model's tokenizer.json.");
     }
-    const TokenizerConfig cfg = read_tokenizer_config(dir);
     auto id_or_none = [&](int id) -> std::optional<int32_t> {
       if (id < 0 || id >= sp_.GetPieceSize()) return std::nullopt;
       return id;
@@ -170,7 +170,13 @@ class SentencePieceTokenizer final : public Tokenizer {
 }  // namespace
 
 std::unique_ptr<Tokenizer> load_sentencepiece_tokenizer(const std::filesystem::path& model_dir) {
-  return std::make_unique<SentencePieceTokenizer>(model_dir);
+  return std::make_unique<SentencePieceTokenizer>((model_dir / "tokenizer.model").string(),
+                                                  read_tokenizer_config(model_dir), nullptr);
+}
+
+std::unique_ptr<Tokenizer> make_sentencepiece_tokenizer(const std::string& serialized_model, const TokenizerConfig& config,
+                                                        const std::string& source) {
+  return std::make_unique<SentencePieceTokenizer>(source, config, &serialized_model);
 }
 
 }  // namespace tiller

@@ -2,18 +2,31 @@
 #include "engine/tokenizer/tokenizer.h"
 
 #include "engine/error.h"
+#include "engine/gguf.h"
+#include "engine/tokenizer/tokenizer_factories.h"
 #include "engine/tokenizer/unicode.h"
 
 namespace tiller {
 
-#if TILLER_HAVE_TOKENIZERS
-// Implemented in sentencepiece_tokenizer.cpp and hf_tokenizer.cpp.
-std::unique_ptr<Tokenizer> load_sentencepiece_tokenizer(const std::filesystem::path& model_dir);
-std::unique_ptr<Tokenizer> load_hf_tokenizer(const std::filesystem::path& model_dir);
-#endif
+bool has_tokenizer(const std::filesystem::path& model) {
+  namespace fs = std::filesystem;
+  if (is_gguf_file(model)) {
+    const auto type = GgufFile::open(model)->get_string("tokenizer.ggml.model");
+    return type && *type != "none" && *type != "no_vocab";
+  }
+  return fs::exists(model / "tokenizer.json") || fs::exists(model / "tokenizer.model");
+}
 
 std::unique_ptr<Tokenizer> load_tokenizer(const std::filesystem::path& model_dir) {
   namespace fs = std::filesystem;
+  if (is_gguf_file(model_dir)) {
+#if TILLER_HAVE_TOKENIZERS
+    return load_gguf_tokenizer(*GgufFile::open(model_dir));
+#else
+    fail(model_dir.string(), ": this tiller was built without tokenizers. Rebuild with libsentencepiece-dev and "
+         "libpcre2-dev installed, or pass token ids with --tokens.");
+#endif
+  }
   const bool has_json = fs::exists(model_dir / "tokenizer.json");
   const bool has_spm = fs::exists(model_dir / "tokenizer.model");
 #if TILLER_HAVE_TOKENIZERS

@@ -60,9 +60,12 @@ class Tokenizer {
   virtual std::optional<int32_t> token_id(std::string_view text) const = 0;
 };
 
-// Loads the tokenizer of a model folder: tokenizer.json if present, else tokenizer.model.
-// Throws tiller::Error naming the folder and the files it looked for when neither is usable.
+// Loads the tokenizer of a model folder (tokenizer.json if present, else tokenizer.model) or of a
+// GGUF file (its tokenizer.ggml.* metadata). Throws tiller::Error naming the folder and the files
+// it looked for when neither is usable.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::filesystem::path& model_dir);
+// Whether the folder has tokenizer files, or the GGUF file a vocabulary.
+bool has_tokenizer(const std::filesystem::path& model);
 
 // Turns a stream of token ids into text pieces that are always valid UTF-8: bytes of an
 // incomplete character are held back until it completes; invalid bytes become U+FFFD.

@@ -2,6 +2,7 @@
 #include "engine/tokenizer/tokenizer_config.h"
 
 #include "engine/error.h"
+#include "engine/gguf.h"
 #include "engine/json_file.h"
 
 namespace tiller {
@@ -23,7 +24,54 @@ std::optional<bool> optional_bool(const json& j, const char* key) {
 
 }  // namespace
 
+TokenizerConfig gguf_tokenizer_config(const GgufFile& f) {
+  TokenizerConfig cfg;
+  cfg.present = true;
+  const std::string model = f.get_string("tokenizer.ggml.model").value_or("");
+  const std::string pre = f.get_string("tokenizer.ggml.pre").value_or("default");
+  const GgufValue* tokens = f.get_string_array("tokenizer.ggml.tokens");
+  const GgufValue* types = f.get_number_array("tokenizer.ggml.token_type");
+  const uint64_t n = tokens ? tokens->count : 0;
+  if (types && types->count != n)
+    fail(f.path().string(), ": tokenizer.ggml.token_type has ", types->count, " entries for ", n, " tokens");
+  auto text = [&](const char* key) -> std::string {
+    const auto id = f.get_uint(key);
+    if (!id) return {};
+    if (*id >= n) fail(f.path().string(), ": ", key, " = ", *id, " is outside the vocabulary [0, ", n, ")");
+    return std::string(tokens->strings[size_t(*id)]);
+  };
+  cfg.bos_token = text("tokenizer.ggml.bos_token_id");
+  cfg.eos_token = text("tokenizer.ggml.eos_token_id");
+  cfg.pad_token = text("tokenizer.ggml.padding_token_id");
+  cfg.unk_token = text("tokenizer.ggml.unknown_token_id");
+  // llama.cpp's defaults: sentencepiece models and the Llama-3 / Tekken BPE vocabularies add BOS.
+  const bool bos_default = model == "llama" || pre == "llama3" || pre == "llama-v3" || pre == "llama-bpe" ||
+                           pre == "falcon3" || pre == "pixtral" || pre == "tekken";
+  cfg.add_bos_token = f.get_bool("tokenizer.ggml.add_bos_token").value_or(bos_default);
+  cfg.add_eos_token = f.get_bool("tokenizer.ggml.add_eos_token").value_or(false);
+  cfg.tokenizer_class = model == "llama" ? "LlamaTokenizer" : "PreTrainedTokenizerFast";
+  for (uint64_t i = 0; types && i < n; i++) {
+    const int64_t type = types->integer_at(i);
+    if (type != 3 && type != 4) continue;  // CONTROL, USER_DEFINED
+    AddedTokenInfo info;
+    info.content = std::string(tokens->strings[size_t(i)]);
+    info.special = type == 3;
+    cfg.added_tokens[int32_t(i)] = std::move(info);
+  }
+  cfg.chat_template = f.get_string("tokenizer.chat_template").value_or("");
+  if (const GgufValue* names = f.get_string_array("tokenizer.chat_templates")) {
+    for (std::string_view name : names->strings) {
+      const std::string key = "tokenizer.chat_template." + std::string(name);
+      if (const auto t = f.get_string(key)) cfg.named_chat_templates[std::string(name)] = *t;
+    }
+  }
+  if (const auto ctx = f.get_uint(f.get_string("general.architecture").value_or("") + ".context_length"))
+    cfg.model_max_length = int64_t(*ctx);
+  return cfg;
+}
+
 TokenizerConfig read_tokenizer_config(const std::filesystem::path& dir) {
+  if (is_gguf_file(dir)) return gguf_tokenizer_config(*GgufFile::open(dir));
   TokenizerConfig cfg;
   const auto path = dir / "tokenizer_config.json";
   if (std::filesystem::exists(path)) {

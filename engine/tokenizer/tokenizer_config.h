@@ -38,6 +38,13 @@ struct TokenizerConfig {
 
 // Reads <dir>/tokenizer_config.json; a missing file gives {present = false}. A chat template in
 // a separate chat_template.jinja (newer HF layout) is read too. Malformed JSON throws Error.
+// A GGUF file (instead of a folder) gives the same settings from its tokenizer.* metadata.
 TokenizerConfig read_tokenizer_config(const std::filesystem::path& dir);
+
+class GgufFile;
+// The tokenizer.* metadata of a GGUF file as tokenizer_config.json settings: special tokens by
+// text, BOS/EOS policy (llama.cpp's defaults when the file says nothing), added tokens
+// (CONTROL tokens special, USER_DEFINED ones not), the chat template(s).
+TokenizerConfig gguf_tokenizer_config(const GgufFile& file);
 
 }  // namespace tiller

@@ -12,6 +12,7 @@
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/ops.h"
+#include "kernels/cpu/qmatmul_impl.h"
 
 namespace tiller {
 namespace {
@@ -45,7 +46,19 @@ void CpuBackend::release(void* data) { std::free(data); }
 void CpuBackend::upload(void* dst, const void* host, size_t bytes) { std::memmove(dst, host, bytes); }
 void CpuBackend::download(void* host, const void* src, size_t bytes) { std::memmove(host, src, bytes); }
 
-Tensor CpuBackend::place_weight(const Tensor& host, std::vector<Buffer>& owned) { return host; }
+// Weights are used in place, except block types the kernels do not read: those become BF16.
+Tensor CpuBackend::place_weight(const Tensor& host, std::vector<Buffer>& owned) {
+  if (!is_quantized(host.dtype) || cpu::detail::qgemv_reads(host.dtype)) return host;
+  owned.push_back(alloc(dtype_bytes(DType::BF16, host.numel())));
+  Tensor t = host;
+  t.data = owned.back().data();
+  t.dtype = DType::BF16;
+  pool_.parallel_for(host.shape[0], 16, [&](int64_t r0, int64_t r1) {
+    const int64_t row = host.row_size();
+    convert(host.dtype, host.rows(r0, r1 - r0).data, DType::BF16, t.rows(r0, r1 - r0).data, (r1 - r0) * row);
+  });
+  return t;
+}
 
 void CpuBackend::upload_layout(BatchLayout& b) {
   auto view = [](std::vector<int32_t>& v) { return Tensor(v.data(), DType::I32, {int64_t(v.size())}); };

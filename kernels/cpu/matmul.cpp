@@ -9,6 +9,7 @@
 
 #include "engine/error.h"
 #include "kernels/cpu/matmul_impl.h"
+#include "kernels/cpu/qmatmul_impl.h"
 
 namespace tiller::cpu {
 namespace detail {
@@ -25,6 +26,7 @@ constexpr int64_t kSerialPackElems = 64 << 10;
 constexpr int64_t kGemvRowGrain = 16;
 
 using GemvFn = void (*)(const MatmulArgs&, int64_t, int64_t);
+using QGemvFn = void (*)(const QGemvArgs&, int64_t, int64_t);
 
 GemvFn gemv_for(IsaLevel level) {
   switch (level) {
@@ -33,6 +35,10 @@ GemvFn gemv_for(IsaLevel level) {
     case IsaLevel::Generic: break;
   }
   return gemv_generic;
+}
+
+QGemvFn qgemv_for(IsaLevel level) {
+  return level == IsaLevel::Generic ? qgemv_generic : qgemv_avx2;  // AVX-512 CPUs run the AVX2 kernel
 }
 
 const GemmKernel& gemm_for(const MatmulPath& path, DType w_type, Algo algo) {
@@ -62,6 +68,8 @@ struct GemvJob {
   std::span<const MatmulArgs> as;
   const int64_t* first_unit;  // [as.size() + 1]: the first unit of each matrix, then the total
   GemvFn fn;
+  QGemvFn qfn;
+  QuantizedX xq;  // x quantized once for every quantized matrix
   int parts;
   int64_t units_per_part;
 
@@ -71,7 +79,9 @@ struct GemvJob {
       if (a0 >= a1) continue;
       const int64_t n0 = (a0 - first_unit[i]) * kGemvRowGrain;
       const int64_t n1 = std::min(as[i].N, (a1 - first_unit[i]) * kGemvRowGrain);
-      fn(as[i], n0, n1);
+      const MatmulArgs& m = as[i];
+      if (is_quantized(m.w_type)) qfn({xq, m.w, m.w_type, m.N, m.bias, m.y}, n0, n1);
+      else fn(m, n0, n1);
     }
   }
 };
@@ -79,13 +89,21 @@ struct GemvJob {
 void run_gemv_many(std::span<const MatmulArgs> as, const MatmulPath& path, ThreadPool& pool) {
   std::vector<int64_t> first_unit(as.size() + 1, 0);
   int64_t bytes = 0;
+  bool quantized = false;
   for (size_t i = 0; i < as.size(); i++) {
     first_unit[i + 1] = first_unit[i] + (as[i].N + kGemvRowGrain - 1) / kGemvRowGrain;
-    bytes += as[i].N * as[i].K * int64_t(dtype_size(as[i].w_type)) * std::max<int64_t>(1, as[i].T / 4);
+    bytes += int64_t(dtype_bytes(as[i].w_type, as[i].N * as[i].K)) * std::max<int64_t>(1, as[i].T / 4);
+    quantized = quantized || is_quantized(as[i].w_type);
   }
   const int64_t units = first_unit.back();
   const int parts = useful_threads(pool, bytes, path.split_always ? 1 : kGemvMinBytesPerThread, units);
-  const GemvJob job{as, first_unit.data(), gemv_for(path.level), parts, (units + parts - 1) / parts};
+  QuantizedX xq{};
+  if (quantized) {
+    const MatmulArgs& a = as.front();  // every target shares x
+    xq = quantize_x(a.x, a.T, a.K, thread_scratch(0, quantized_x_bytes(a.T, a.K)), 0, a.T);
+  }
+  const GemvJob job{as, first_unit.data(), gemv_for(path.level), qgemv_for(path.level), xq, parts,
+                    (units + parts - 1) / parts};
   if (parts == 1) {
     job.run_units(0, units);
     return;
@@ -192,12 +210,20 @@ MatmulPath default_path() {
 constexpr int64_t kGemmMinRowsAvx512 = 128;  // F32 and F16 weights (F32 FMA either way)
 constexpr int64_t kGemmMinRowsAvx2 = 32;
 constexpr int64_t kGemmMinRowsGeneric = 16;
-constexpr int64_t kDotMinRows = 8;  // BF16 weights on avx512_bf16: GEMV-dot from here
+// Quantized weights: int8 GEMV below, exactly dequantized panels from here. The int8 GEMV is still
+// faster at 32-64 rows, but a prompt of 32 tokens or more then gets the numbers its F32 weights
+// give, not those of 8-bit activations (which move SmolLM2-135M's prompt logits by up to 1.5).
+constexpr int64_t kQGemmMinRows = 32;
+constexpr int64_t kDotMinRows = 8;     // BF16 weights on avx512_bf16: GEMV-dot from here
 // ... and the packed vdpbf16ps GEMM from here: GEMV-dot pays a reduction per output, which a
 // short K amortises poorly.
 int64_t dot_gemm_min_rows(int64_t K) { return K < 1024 ? 64 : 192; }
 
 Algo resolve_algo(const MatmulPath& path, DType w_type, int64_t T, int64_t K) {
+  if (is_quantized(w_type)) {  // the int8 GEMV up to the row count where exact F32 panels win
+    if (path.algo != Algo::Auto) return path.algo == Algo::GemvDot ? Algo::Gemv : path.algo;
+    return T < (path.level == IsaLevel::Generic ? kGemmMinRowsGeneric : kQGemmMinRows) ? Algo::Gemv : Algo::Gemm;
+  }
   const bool dot = path.level == IsaLevel::Avx512 && path.bf16_dot && w_type == DType::BF16;
   if (path.algo != Algo::Auto) return (path.algo == Algo::GemvDot && !dot) ? Algo::Gemv : path.algo;
   if (dot) {
@@ -217,10 +243,12 @@ bool rounds_x_to_bf16(const MatmulPath& path, DType w_type, Algo algo) {
 
 void matmul_with(const MatmulArgs& a, const MatmulPath& path, ThreadPool& pool) {
   TILLER_CHECK(a.T >= 0 && a.K >= 0 && a.N >= 0, "T=", a.T, " K=", a.K, " N=", a.N);
-  if (!is_float(a.w_type)) {
+  if (!is_float(a.w_type) && !qgemv_reads(a.w_type)) {
     fail("matmul: weight dtype ", dtype_name(a.w_type),
-         " is not supported: expected F32, F16 or BF16");
+         " is not supported: expected F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K or Q6_K");
   }
+  if (is_quantized(a.w_type) && a.K % dtype_block(a.w_type) != 0)
+    fail("matmul: ", dtype_name(a.w_type), " weights need K a multiple of ", dtype_block(a.w_type), ", found ", a.K);
   TILLER_CHECK(!(path.bf16_dot && path.level != IsaLevel::Avx512),
                "bf16_dot needs the avx512 path");
   if (a.T == 0 || a.N == 0) return;
@@ -253,7 +281,8 @@ void matmul_many(const float* x, int64_t T, int64_t K, std::span<const MatmulTar
   bool all_gemv = K > 0 && T > 0;
   for (const MatmulTarget& m : targets) {
     args.push_back({x, T, K, m.w, m.w_type, m.N, m.bias, m.y});
-    all_gemv = all_gemv && is_float(m.w_type) && detail::resolve_algo(path, m.w_type, T, K) == detail::Algo::Gemv;
+    all_gemv = all_gemv && (is_float(m.w_type) || detail::qgemv_reads(m.w_type)) &&
+               detail::resolve_algo(path, m.w_type, T, K) == detail::Algo::Gemv;
   }
   if (!all_gemv) {  // a GEMM already fills the threads on its own
     for (const auto& a : args) detail::matmul_with(a, path, pool);
@@ -264,11 +293,11 @@ void matmul_many(const float* x, int64_t T, int64_t K, std::span<const MatmulTar
 
 void matmul_reference(const float* x, int64_t T, int64_t K, const void* w, DType w_type, int64_t N,
                       const float* bias, float* y) {
-  if (!is_float(w_type)) {
+  if (!is_float(w_type) && !is_quantized(w_type)) {
     fail("matmul_reference: weight dtype ", dtype_name(w_type), " is not supported");
   }
   std::vector<float> row(size_t(std::max<int64_t>(K, 1)));
-  const size_t row_bytes = size_t(K) * dtype_size(w_type);
+  const size_t row_bytes = dtype_bytes(w_type, K);
   for (int64_t n = 0; n < N; n++) {
     to_f32(w_type, static_cast<const char*>(w) + size_t(n) * row_bytes, row.data(), size_t(K));
     for (int64_t t = 0; t < T; t++) {

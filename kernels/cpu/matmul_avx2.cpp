@@ -177,6 +177,7 @@ struct Avx2Kern {
 
   static void pack_w(const MatmulArgs& a, const WSlice& cur, void* wp) {
     float* p = static_cast<float*>(wp);
+    if (is_quantized(a.w_type)) return pack_w_dequantized<kNR, kKC>(a, cur, p);
     switch (a.w_type) {
       case DType::F32: pack_typed<DType::F32>(a, cur, p); break;
       case DType::F16: pack_typed<DType::F16>(a, cur, p); break;

@@ -85,6 +85,7 @@ struct F32Kern {
 
   static void pack_w(const MatmulArgs& a, const WSlice& cur, void* wp_) {
     float* wp = static_cast<float*>(wp_);
+    if (is_quantized(a.w_type)) return pack_w_dequantized<kNR, kKC>(a, cur, wp);
     const int64_t es = int64_t(dtype_size(a.w_type));
     const char* w = static_cast<const char*>(a.w);
     const int64_t kc = cur.kc;

@@ -43,6 +43,23 @@ struct WSlice {
   int64_t k0 = 0, kc = 0;
 };
 
+// Packs a slice of block-quantized weights as F32 [kc][NR], dequantized exactly (to_f32) row by
+// row; rows past the slice are zero. Slices start at multiples of KC (256), so whole blocks.
+template <int NR, int KC>
+void pack_w_dequantized(const MatmulArgs& a, const WSlice& cur, float* wp) {
+  float tmp[KC];
+  const size_t row_bytes = dtype_bytes(a.w_type, a.K);
+  for (int j = 0; j < NR; j++) {
+    if (j < cur.rows) {
+      const char* row = static_cast<const char*>(a.w) + size_t(cur.n + j) * row_bytes;
+      to_f32(a.w_type, row + dtype_bytes(a.w_type, cur.k0), tmp, size_t(cur.kc));
+      for (int64_t k = 0; k < cur.kc; k++) wp[k * NR + j] = tmp[k];
+    } else {
+      for (int64_t k = 0; k < cur.kc; k++) wp[k * NR + j] = 0.0f;
+    }
+  }
+}
+
 // Walks the weights of the next group slice (rows of `bytes` each, `stride` apart), a few cache
 // lines at a time between tiles, so the next pack_w finds them in L2: its rows are short runs the
 // hardware prefetchers barely follow, and prefetching them all at once (or loading them in
@@ -108,14 +125,15 @@ void gemm_loop(const MatmulArgs& a, const void* xp_, int64_t n0, int64_t n1, int
       for (int p = 0; p < panels; p++)
         Kern::pack_w(a, slice(g0 + p * Kern::kNR, k0), wp + p * panel);
       // What is packed next: the group's next slice, else the next group's first.
-      const int64_t es = int64_t(dtype_size(a.w_type));
+      const auto bytes = [&](int64_t n) { return int64_t(dtype_bytes(a.w_type, n)); };  // block types too
+      const int64_t row = bytes(a.K);
       WeightPrefetcher pf;
       if (!last) {
         const WSlice s = slice(g0, k0 + Kern::kKC);
-        pf = WeightPrefetcher(w + (g0 * a.K + s.k0) * es, int(g1 - g0), a.K * es, s.kc * es);
+        pf = WeightPrefetcher(w + g0 * row + bytes(s.k0), int(g1 - g0), row, bytes(s.kc));
       } else if (g1 < n1) {
         const int64_t e = n1 - g1 < kGroupCols ? n1 : g1 + kGroupCols;
-        pf = WeightPrefetcher(w + g1 * a.K * es, int(e - g1), a.K * es, first_kc * es);
+        pf = WeightPrefetcher(w + g1 * row, int(e - g1), row, bytes(first_kc));
       }
       const int64_t calls = (tb1 - tb0) * panels;
       const int64_t quota = (pf.lines() + calls - 1) / calls;

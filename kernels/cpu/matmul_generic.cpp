@@ -88,6 +88,7 @@ struct GenericKern {
   // wp[k][kNR] = w[n + j][k0 + k], zero for columns past nvalid.
   static void pack_w(const MatmulArgs& a, const WSlice& cur, void* wp_) {
     float* wp = static_cast<float*>(wp_);
+    if (is_quantized(a.w_type)) return pack_w_dequantized<kNR, kKC>(a, cur, wp);
     float tmp[kKC];
     const size_t es = dtype_size(a.w_type);
     const int64_t kc = cur.kc;

@@ -100,7 +100,7 @@ void add(float* x, const float* y, int64_t n) { add_inplace(x, y, n); }
 
 void embedding(const Tensor& table, const int32_t* tokens, int64_t T, float* out, ThreadPool& pool) {
   const int64_t D = table.shape[1];
-  const size_t row_bytes = size_t(D) * dtype_size(table.dtype);
+  const size_t row_bytes = dtype_bytes(table.dtype, D);  // quantized tables: whole blocks per row
   pool.parallel_for(T, 16, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; t++) {
       const auto* row = static_cast<const char*>(table.data) + size_t(tokens[t]) * row_bytes;

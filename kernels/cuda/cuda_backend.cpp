@@ -200,6 +200,7 @@ std::string CudaBackend::name() const {
 
 int CudaBackend::sm_count() const { return impl_->prop.multiProcessorCount; }
 void* CudaBackend::stream_handle() const { return impl_->stream; }
+void* CudaBackend::cublas_handle() const { return impl_->cublas; }
 size_t CudaBackend::graphs_captured() const { return impl_->n_captured; }
 void CudaBackend::synchronize() { TILLER_CUDA_CHECK(cudaStreamSynchronize(impl_->stream)); }
 
@@ -238,13 +239,29 @@ void CudaBackend::download(void* host, const void* src, size_t bytes) {
   TILLER_CUDA_CHECK(cudaStreamSynchronize(impl_->stream));
 }
 
+// Block-quantized weights (GGUF) are dequantized to BF16 on the host, a slice of rows at a time,
+// until the CUDA kernels read those formats themselves.
 Tensor CudaBackend::place_weight(const Tensor& host, std::vector<Buffer>& owned) {
   TILLER_CHECK(host.device == Device::Cpu && host.data, "place_weight expects a CPU tensor");
-  owned.push_back(alloc(host.nbytes()));
-  upload(owned.back().data(), host.data, host.nbytes());
   Tensor t = host;
-  t.data = owned.back().data();
   t.device = Device::Cuda;
+  if (!is_quantized(host.dtype)) {
+    owned.push_back(alloc(host.nbytes()));
+    upload(owned.back().data(), host.data, host.nbytes());
+    t.data = owned.back().data();
+    return t;
+  }
+  t.dtype = DType::BF16;
+  owned.push_back(alloc(t.nbytes()));
+  t.data = owned.back().data();
+  const int64_t rows = host.rank == 0 ? 1 : host.shape[0], row = host.row_size();
+  const int64_t slice = std::max<int64_t>(1, (int64_t(8) << 20) / std::max<int64_t>(row, 1));  // ~16 MiB of BF16
+  std::vector<uint16_t> bf16(size_t(std::min(rows, slice) * row));
+  for (int64_t r0 = 0; r0 < rows; r0 += slice) {
+    const int64_t n = std::min(slice, rows - r0);
+    convert(host.dtype, host.rows(r0, n).data, DType::BF16, bf16.data(), n * row);
+    upload(t.rows(r0, n).data, bf16.data(), size_t(n * row) * 2);
+  }
   return t;
 }
 

@@ -68,6 +68,25 @@ class CudaBackend final : public Backend {
   void copy_kv_blocks(KvStore& kv, std::span<const std::pair<int32_t, int32_t>> src_dst) override;
   void sample(Tensor& logits, std::span<const SampleRequest> requests, std::span<int32_t> out_ids) override;
 
+  // Training ops (cuda_backend_train.cpp).
+  void copy(const Tensor& src, Tensor& dst) override;
+  void fill(Tensor& x, float value) override;
+  void add_scaled(Tensor& x, const Tensor& y, float alpha) override;
+  void mul(const Tensor& a, const Tensor& b, Tensor& out) override;
+  void linear_backward_input(const Tensor& dy, const Tensor& w, Tensor& dx, bool accumulate) override;
+  void linear_backward_weight(const Tensor& dy, const Tensor& x, Tensor& dw, Tensor* dbias, bool accumulate) override;
+  void rmsnorm_backward(const Tensor& x, const Tensor& w, float eps, const Tensor& dy, Tensor& dx, Tensor* dw,
+                        bool accumulate) override;
+  void silu_mul_backward(const Tensor& gate, const Tensor& up, const Tensor& dout, Tensor& dgate, Tensor& dup) override;
+  void attention_backward(const Tensor& q, const KvStore& kv, int layer, int64_t window, float scale,
+                          const BatchLayout& b, const Tensor& out, const Tensor& dout, Tensor& dq, Tensor& dk,
+                          Tensor& dv) override;
+  void embedding_backward(const Tensor& dx, const BatchLayout& b, Tensor& dtable) override;
+  void gather_rows_backward(const Tensor& dout, const BatchLayout& b, Tensor& dx) override;
+  void cross_entropy(Tensor& logits, const Tensor& targets, const Tensor& weights, Tensor& loss) override;
+  double sum_squares(const Tensor& x) override;
+  void adamw(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWStep& step) override;
+
   // First call of a key: runs `record` eagerly (sizing scratch, warming cuBLAS); second call:
   // captures it as a CUDA graph and launches it; later calls: launches the graph.
   void run_graph(std::span<const int64_t> key, const std::function<void()>& record) override;
@@ -76,6 +95,7 @@ class CudaBackend final : public Backend {
   void synchronize();
   // The cudaStream_t every op is queued on (for benchmarks timing with events).
   void* stream_handle() const;
+  void* cublas_handle() const;  // the cublasHandle_t bound to that stream
   int sm_count() const;
   size_t graphs_captured() const;  // graphs instantiated so far (tests check that replay happens)
 
