@@ -19,7 +19,7 @@ batched=$(dirname "$llama_bench")/llama-batched-bench
 export LD_LIBRARY_PATH=$(dirname "$llama_bench")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 threads=${THREADS:-2}
 rounds=${ROUNDS:-3}
-python=${PYTHON:-.venv-gguf/bin/python}
+python=${PYTHON:-.venv-gguf/bin/python}  # for bench/make_gguf_models.py (the gguf package); the summary needs only python3
 models=("$@")
 if [ ${#models[@]} -eq 0 ]; then
   "$python" bench/make_gguf_models.py build/models/gguf
@@ -42,5 +42,5 @@ for round in $(seq 1 "$rounds"); do
       --output-format jsonl 2>/dev/null | grep '^{' > "$raw/batched.$round.$name.jsonl"
   done
 done
-"$python" bench/summarize_gguf.py "$raw" --out bench/results/gguf.jsonl --commit "$commit" --device "$device" \
+python3 bench/summarize_gguf.py "$raw" --out bench/results/gguf.jsonl --commit "$commit" --device "$device" \
   --threads "$threads" --peer "$peer"
