@@ -146,7 +146,11 @@ TEST_CASE("server load: 64 streaming clients, some disconnecting; completed ones
     if (round == 0) rss_after_first = resident_bytes();
   }
   // A second identical round reuses what the first allocated.
+#ifndef TILLER_ASAN
   CHECK(resident_bytes() - rss_after_first < (32 << 20));
+#else
+  (void)rss_after_first;
+#endif
   auto metrics = s.client().Get("/metrics");
   REQUIRE(metrics);
   CHECK(metrics->body.find("tiller_running_sequences 0") != std::string::npos);

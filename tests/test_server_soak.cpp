@@ -13,14 +13,6 @@
 #include "models/generate.h"
 #include "server_harness.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define TILLER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TILLER_ASAN 1
-#endif
-#endif
-
 using namespace tiller;
 using namespace tiller::serving;
 using tiller::test::TestServer;

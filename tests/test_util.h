@@ -8,6 +8,16 @@
 #include <filesystem>
 #include <string>
 
+// TILLER_ASAN: this build runs under AddressSanitizer, whose quarantine keeps freed memory
+// resident, so resident-memory bounds do not apply (LeakSanitizer checks for leaks instead).
+#if defined(__SANITIZE_ADDRESS__)
+#define TILLER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TILLER_ASAN 1
+#endif
+#endif
+
 namespace tiller::test {
 
 inline std::filesystem::path source_dir() { return TILLER_SOURCE_DIR; }
