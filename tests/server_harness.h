@@ -5,6 +5,7 @@
 
 #include <httplib.h>
 
+#include <fstream>
 #include <functional>
 #include <memory>
 #include <thread>
@@ -17,6 +18,14 @@
 #include "test_util.h"
 
 namespace tiller::test {
+
+// This process's resident memory in bytes (/proc/self/statm), for the servers' memory bounds.
+inline int64_t resident_bytes() {
+  std::ifstream f("/proc/self/statm");
+  int64_t pages = 0, resident = 0;
+  f >> pages >> resident;
+  return resident * 4096;
+}
 
 struct TestServer {
   std::unique_ptr<CpuBackend> backend;

@@ -12,15 +12,9 @@
 using namespace tiller;
 using namespace tiller::serving;
 using tiller::test::TestServer;
+using tiller::test::resident_bytes;
 
 namespace {
-
-int64_t resident_bytes() {
-  std::ifstream f("/proc/self/statm");
-  int64_t pages = 0, resident = 0;
-  f >> pages >> resident;
-  return resident * 4096;
-}
 
 struct Client {
   std::vector<int32_t> prompt;

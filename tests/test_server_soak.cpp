@@ -16,16 +16,10 @@
 using namespace tiller;
 using namespace tiller::serving;
 using tiller::test::TestServer;
+using tiller::test::resident_bytes;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-int64_t resident_bytes() {
-  std::ifstream f("/proc/self/statm");
-  int64_t pages = 0, resident = 0;
-  f >> pages >> resident;
-  return resident * 4096;
-}
 
 struct PoolEntry {
   std::vector<int32_t> prompt;
