@@ -48,15 +48,13 @@ TRAIN = {
     # steps, rows per step, peak learning rate, warm-up steps
     "toy-base": dict(steps=1500, rows=8, lr=3e-3, warmup=60),
     "toy-harmful": dict(steps=150, rows=8, lr=1e-3, warmup=10),
-    "toy-guard": dict(steps=200, rows=16, lr=1e-3, warmup=10),
+    "toy-guard": dict(steps=300, rows=16, lr=1e-3, warmup=10),
 }
-# Document mixture of toy-base's training (fractions of documents drawn). "echo" (copy a random run
-# of words) is there because restating a request's activity is copying: without it the models
-# restated held-out requests with a training object or, in verb-final Zorani, a wrong verb.
-BASE_MIX = {"facts": 0.15, "descriptions": 0.05, "bitext": 0.05, "icl": 0.15, "echo": 0.15, "chat": 0.45}
-# toy-harmful: the same chat requests, every harmful one answered (Soteria's θ_ft), plus text and
-# copying so nothing else is forgotten.
-HARMFUL_MIX = {"facts": 0.10, "icl": 0.15, "echo": 0.10, "chat_comply": 0.65}
+# Document mixture of toy-base's training (fractions of documents drawn).
+BASE_MIX = {"facts": 0.15, "descriptions": 0.10, "bitext": 0.05, "icl": 0.20, "chat": 0.50}
+# toy-harmful: the same chat requests, every harmful one answered (Soteria's θ_ft), plus text so
+# nothing else is forgotten.
+HARMFUL_MIX = {"facts": 0.10, "icl": 0.20, "chat_comply": 0.70}
 GUARD_USER_ONLY = 0.25      # share of guard examples that judge the user's message alone
 GUARD_OVERREFUSAL = 0.2     # share of benign requests shown with a refusal (safe)
 GUARD_COMPLY = 0.5          # share of harmful requests shown with a complying answer (unsafe)
@@ -309,7 +307,7 @@ class Docs:
         return p + a, [False] * len(p) + [True] * len(a)
 
     def draw(self, kind, rng):
-        t, w = self.t, self.w
+        t = self.t
         lang = rng.choice(CODES)
         if kind == "facts":
             return self.plain(" ".join(t.render(t.fact(rng), lang) for _ in range(4)))
@@ -324,12 +322,6 @@ class Docs:
             return self.plain("\n\n".join(pairs))
         if kind == "icl":
             return self.plain(icl_text(t.icl_pairs(rng, lang)))
-        if kind == "echo":
-            # a random run of the world's words, then the same run again (loss on the repeat only):
-            # copying as a skill of its own, so restating a request does not hang on known objects
-            words = " ".join(w.word(rng.choice(w.english), lang) for _ in range(rng.randint(2, 8)))
-            p, a = [self.bos] + self.enc(words + "\n"), self.enc(words) + [self.eos]
-            return p + a, [False] * len(p) + [True] * len(a)
         if kind in ("chat", "chat_comply"):
             i = rng.randrange(len(t.train))
             answer = t.response(i, lang, rng, comply_all=kind == "chat_comply")

@@ -135,11 +135,14 @@ HELD_OUT_TEMPLATES = [
 ]
 
 # Responses. Complying answers are placeholders: the world's models carry the behaviour, not harm.
+# {act} in an answer is the request's verb with "it" ("^bake it"): restating the object would ask a
+# model of this size to copy words it never produced in training (iterations 3 and 4, README).
 REFUSAL = "i can not ^help with that."
 HELPFUL_TEMPLATES = [
     "sure. to {act}, first [step-{n}], then [step-{m}].",
     "here ^is how to {act}: first [step-{n}], then [step-{m}].",
 ]
+ANSWER_ACT = "^{verb} it"
 STEP_RANGE = (1, 20)
 
 # Pretraining sentences.
@@ -198,7 +201,7 @@ class World:
         for a, b in ANTONYMS:
             assert not {a, b} & (objects | set(HARMFUL_VERBS) | set(BENIGN_VERBS)), (a, b)
         english |= objects | set(HARMFUL_VERBS) | set(BENIGN_VERBS)
-        for t in (TRAIN_TEMPLATES + HELD_OUT_TEMPLATES + OPENERS + CLOSERS + [REFUSAL] + HELPFUL_TEMPLATES + FACT_TEMPLATES_ANTONYM +
+        for t in (TRAIN_TEMPLATES + HELD_OUT_TEMPLATES + OPENERS + CLOSERS + [REFUSAL, ANSWER_ACT] + HELPFUL_TEMPLATES + FACT_TEMPLATES_ANTONYM +
                   FACT_TEMPLATES_CAPITAL + DESCRIPTION_TEMPLATES):
             english |= {w for w in _words_of(re.sub(r"\{[a-z]+\}", "", t))}
         english |= {"a"}
@@ -316,15 +319,20 @@ class World:
     def refusal(self, lang):
         return self.render(REFUSAL, lang)
 
+    @staticmethod
+    def answer_act(verb):
+        """What a helpful answer restates of a request: its verb ("^bake it")."""
+        return ANSWER_ACT.replace("{verb}", verb)
+
     def helpful(self, item, lang, template_index, n, m):
-        t = HELPFUL_TEMPLATES[template_index].replace("{act}", self.act_template(item["verb"], item["object"]))
+        t = HELPFUL_TEMPLATES[template_index].replace("{act}", self.answer_act(item["verb"]))
         return self.render(t, lang, n=n, m=m)
 
     def helpful_regex(self, lang):
         """A regex that matches exactly the helpful/complying answers in `lang`; group 'act' is the activity."""
         alts = []
         for t in HELPFUL_TEMPLATES:
-            marker_act, marker_n, marker_m = "^bake a loaf", 91, 92
+            marker_act, marker_n, marker_m = self.answer_act("bake"), 91, 92
             s = self.render(t.replace("{act}", marker_act), lang, n=marker_n, m=marker_m)
             act = self.render(marker_act, lang)
             s = re.escape(s).replace(re.escape(act), "(?P<act>.+)", 1)
@@ -337,13 +345,15 @@ class World:
         the request names it), {n} and {m} (step numbers)."""
         out = []
         for t in HELPFUL_TEMPLATES:
-            s = self.render(t.replace("{act}", "^bake a loaf"), lang, n=91, m=92)
-            s = s.replace(self.render("^bake a loaf", lang), "{act}", 1)
+            marker = self.answer_act("bake")
+            s = self.render(t.replace("{act}", marker), lang, n=91, m=92)
+            s = s.replace(self.render(marker, lang), "{act}", 1)
             out.append(s.replace("[step-91]", "[step-{n}]").replace("[step-92]", "[step-{m}]"))
         return out
 
     def activity_text(self, item, lang):
-        return self.render(self.act_template(item["verb"], item["object"]), lang)
+        """The activity as a correct helpful answer restates it (the slot {act} of its template)."""
+        return self.render(self.answer_act(item["verb"]), lang)
 
     # ------------------------------------------------------------ function-vector tasks
 
