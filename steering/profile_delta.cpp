@@ -158,30 +158,42 @@ Tensor ProfileSet::scratch(int slot, int64_t rows, int64_t width) {
   return b.as(DType::F32, {rows, width});
 }
 
-// Groups the rows by adapter and uploads every group's row indices at once.
+// Groups the rows by adapter, both as batch rows and as positions among the logit rows (what
+// lm_head's x holds), and uploads every group's indices at once.
 void ProfileSet::begin_forward(const ForwardContext& ctx) {
   groups_.clear();
   const Batch& batch = ctx.batch;
-  std::map<int32_t, std::vector<int32_t>> rows;
+  std::map<int32_t, std::vector<int32_t>> rows, head_rows;
   for (int64_t t = 0; t < batch.size(); t++) {
     const int32_t a = batch.adapter(t);
     if (a == 0) continue;
     if (a < 0 || a > size()) fail("batch row ", t, " names adapter ", a, " but ", size(), " profiles are loaded");
     rows[a].push_back(int32_t(t));
   }
+  const std::vector<int32_t>& logit_rows = ctx.layout.logit_rows;
+  for (size_t i = 0; i < logit_rows.size(); i++) {
+    const int32_t a = batch.adapter(logit_rows[i]);
+    if (a != 0) head_rows[a].push_back(int32_t(i));
+  }
   size_t total = 0;
-  for (const auto& [a, r] : rows) total += r.size();
+  for (const auto& [a, r] : rows) total += r.size() + head_rows[a].size();
   if (total == 0) return;
   std::vector<int32_t> all;
   all.reserve(total);
-  for (const auto& [a, r] : rows) all.insert(all.end(), r.begin(), r.end());
+  for (const auto& [a, r] : rows) {
+    all.insert(all.end(), r.begin(), r.end());
+    all.insert(all.end(), head_rows[a].begin(), head_rows[a].end());
+  }
   if (rows_buffer_.size() < total * sizeof(int32_t)) rows_buffer_ = backend_.alloc(2 * total * sizeof(int32_t));
   backend_.upload(rows_buffer_.data(), all.data(), total * sizeof(int32_t));
+  auto* base = static_cast<int32_t*>(rows_buffer_.data());
   size_t offset = 0;
   for (auto& [a, r] : rows) {
-    Tensor t(static_cast<int32_t*>(rows_buffer_.data()) + offset, DType::I32, {int64_t(r.size())}, backend_.device());
-    offset += r.size();
-    groups_.push_back({a, std::move(r), t});
+    std::vector<int32_t>& h = head_rows[a];
+    const Tensor t(base + offset, DType::I32, {int64_t(r.size())}, backend_.device());
+    const Tensor th(base + offset + r.size(), DType::I32, {int64_t(h.size())}, backend_.device());
+    offset += r.size() + h.size();
+    groups_.push_back({a, std::move(r), t, std::move(h), th});
   }
 }
 
@@ -192,9 +204,13 @@ void ProfileSet::apply(int layer, Projection projection, const Tensor& x, Tensor
   for (const Group& g : groups_) {
     const std::vector<Placed>& deltas = entries_[size_t(g.adapter - 1)]->by_module[m];
     if (deltas.empty()) continue;
-    const int64_t n = std::lower_bound(g.rows.begin(), g.rows.end(), int32_t(T)) - g.rows.begin();
+    // lm_head's x holds the logit rows only; the layers' x the batch rows (or a prefix of them).
+    const bool head = projection == Projection::LmHead;
+    const int64_t n = head ? int64_t(g.head_rows.size())
+                           : std::lower_bound(g.rows.begin(), g.rows.end(), int32_t(T)) - g.rows.begin();
     if (n == 0) continue;
-    const Tensor rows = n == T ? Tensor() : g.rows_device.rows(0, n);  // every row: no gather
+    const Tensor& indices = head ? g.head_rows_device : g.rows_device;
+    const Tensor rows = n == T ? Tensor() : indices.rows(0, n);  // every row: no gather
     Tensor xg;  // x's rows of this profile, selected once for dense and low-rank deltas
     auto rows_of_x = [&]() -> const Tensor& {
       if (xg.empty()) {

@@ -49,8 +49,10 @@ class ProfileSet final : public ProjectionDelta {
   struct Entry;
   struct Group {
     int32_t adapter;
-    std::vector<int32_t> rows;  // ascending
-    Tensor rows_device;         // I32 [rows.size()]
+    std::vector<int32_t> rows;       // the batch rows of this adapter, ascending
+    Tensor rows_device;              // I32 [rows.size()]
+    std::vector<int32_t> head_rows;  // its rows among the logit rows (lm_head's x), ascending
+    Tensor head_rows_device;         // I32 [head_rows.size()]
   };
   Tensor scratch(int slot, int64_t rows, int64_t width);
 

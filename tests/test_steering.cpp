@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -195,6 +196,54 @@ TEST_CASE("steering: one batch of base and three profiles equals each run alone"
         if (bf16) CHECK(num / den <= 5e-4);
         else CHECK(worst <= 1.0);
       }
+    }
+  }
+}
+
+TEST_CASE("steering: an lm_head delta reaches only its own rows' logits (prefill, logits of last rows only)") {
+  // lm_head's input holds the logit rows, not the batch rows: a profile's head delta must be placed
+  // by logit row. Two prompts in one prefill, the profile's first, logits of each one's last token.
+  Profile profile = dense_bias_profile();
+  const auto cpu = make_backend("cpu", 1);
+  const ModelConfig config = Model::load(base_dir(), *cpu)->config();
+  const int64_t V = config.vocab_size, D = config.hidden_size;
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.0f, 0.05f);
+  std::vector<float> head(size_t(V * D));
+  for (float& v : head) v = normal(rng);
+  profile.deltas.push_back({DeltaKind::Dense, ModuleRef{}, HostTensor::from_f32(head, {V, D}, DType::F32), {}, {}, 1.0f});
+  for (const test::BackendCase& bc : test::model_backends()) {
+    CAPTURE(bc.name);
+    auto backend = bc.make();
+    auto model = Model::load(base_dir(), *backend);
+    ProfileSet set(*backend, model->config());
+    set.add("head", std::make_shared<Profile>(profile));
+    const std::vector<std::vector<int32_t>> ids = {prompt(0), prompt(1)};
+    const int32_t adapters[2] = {1, 0};
+    KvCache kv(*backend, model->kv_cache_options(64, 2));
+    Batch batch;
+    for (int s = 0; s < 2; s++) {
+      const SeqId seq = kv.create();
+      for (size_t t = 0; t < ids[size_t(s)].size(); t++)
+        batch.add(ids[size_t(s)][t], seq, int32_t(t), t + 1 == ids[size_t(s)].size(), adapters[s]);
+    }
+    ForwardOptions fo;
+    fo.delta = &set;
+    const std::vector<float> mixed = test::download_f32(*backend, model->forward(batch, kv, fo));
+    REQUIRE(int64_t(mixed.size()) == 2 * V);
+    for (int s = 0; s < 2; s++) {
+      CAPTURE(s);
+      const std::vector<float> alone = logits(*model, ids[size_t(s)], &set, adapters[s]);
+      const std::vector<float> without = logits(*model, ids[size_t(s)], &set, 1 - adapters[s]);
+      const size_t last = (ids[size_t(s)].size() - 1) * size_t(V);
+      double worst = 0, apart = 0;
+      for (int64_t v = 0; v < V; v++) {
+        const double a = mixed[size_t(s * V + v)], b = alone[last + size_t(v)], c = without[last + size_t(v)];
+        worst = std::max(worst, std::abs(a - b) / (1e-4 * (1 + std::abs(b))));
+        apart = std::max(apart, std::abs(c - b) / (1e-4 * (1 + std::abs(b))));
+      }
+      CHECK(worst <= 1.0);
+      CHECK(apart > 100.0);  // the delta matters: the other system's logits are far outside the tolerance
     }
   }
 }
