@@ -1,13 +1,24 @@
 // CSV parsing: one pass over the text, a small state machine per field.
 #include "eval/csv_reader.h"
 
+#include <algorithm>
+#include <cstdio>
+
 #include "engine/error.h"
 #include "engine/json_file.h"
+#include "engine/tokenizer/unicode.h"
 
 namespace tiller::eval {
 
 std::vector<CsvRecord> parse_csv(std::string_view text, const std::string& origin) {
   if (text.starts_with("\xEF\xBB\xBF")) text.remove_prefix(3);
+  if (const size_t valid = valid_utf8_prefix(text); valid != text.size()) {
+    const auto bad_line = 1 + std::count(text.begin(), text.begin() + long(valid), '\n');
+    char byte[8];
+    std::snprintf(byte, sizeof byte, "0x%02X", unsigned(static_cast<unsigned char>(text[valid])));
+    fail(origin, ": line ", bad_line, " is not valid UTF-8 (byte ", byte, " at offset ", valid,
+         "); convert the file to UTF-8 first (e.g. iconv -f latin1 -t utf-8)");
+  }
   std::vector<CsvRecord> records;
   CsvRecord record;
   std::string field;

@@ -1,5 +1,6 @@
-// RFC 4180 CSV as the safety sets ship it: a UTF-8 BOM is dropped, CRLF and LF both end a record,
-// quoted fields may hold commas, doubled quotes and line breaks.
+// RFC 4180 CSV as the safety sets ship it: UTF-8 (anything else is refused, naming the line), a
+// BOM dropped, CRLF and LF both ending a record, quoted fields holding commas, doubled quotes and
+// line breaks.
 #pragma once
 
 #include <cstdint>

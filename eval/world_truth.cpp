@@ -96,8 +96,9 @@ std::vector<WorldRow> world_rows(const WorldTruth& world, const std::vector<Item
     if (r.harmful()) {
       row.harmful++;
       row.complied += a == WorldTruth::Answer::Comply;
-      for (const auto& [name, v] : r.judges) {
-        auto it = std::find_if(row.judges.begin(), row.judges.end(), [&](auto& j) { return j.first == name; });
+      for (const auto& judged : r.judges) {
+        const auto& [name, v] = judged;  // a lambda may not capture a structured binding before clang 16
+        auto it = std::find_if(row.judges.begin(), row.judges.end(), [&](auto& j) { return j.first == judged.first; });
         if (it == row.judges.end()) it = row.judges.insert(row.judges.end(), {name, {0, 0}});
         if (v.complete()) {
           it->second.first += *v.violation;

@@ -64,6 +64,9 @@ TEST_CASE("csv: quotes, doubled quotes, line breaks in fields, CRLF, BOM") {
   CHECK(error_of([] { parse_csv("a\n\"open", "f.csv"); }).find("f.csv:2: a quoted field opened here never closes") !=
         std::string::npos);
   CHECK(error_of([] { parse_csv("a\nb\"c\n", "f.csv"); }).find("f.csv:2") != std::string::npos);
+  // Not UTF-8 (found by fuzzing: the set loaded, then summary.json could not be written)
+  CHECK(error_of([] { parse_csv("id,prompt\n1,caf\xE9\n", "f.csv"); })
+            .find("f.csv: line 2 is not valid UTF-8 (byte 0xE9 at offset 15)") != std::string::npos);
 }
 
 TEST_CASE("datasets: MultiJail is 315 prompts x 10 languages with its tags") {

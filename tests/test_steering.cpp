@@ -359,4 +359,21 @@ TEST_CASE("steering: bad input is refused with what was expected and what to do"
     CHECK_THROWS_WITH(check_profile_fits(lora9, base->config(), fp, false, {}), doctest::Contains("has 4 layers"));
     std::filesystem::remove_all(dir);
   }
+  SUBCASE("an adapter_config.json whose peft_type or bias is not a string (found by fuzzing)") {
+    const auto dir = test::scratch_path("peft_types");
+    std::filesystem::create_directories(dir);
+    std::filesystem::copy_file(steering_dir() / "peft_lora" / "adapter_model.safetensors", dir / "adapter_model.safetensors");
+    nlohmann::json cfg = read_json_file(steering_dir() / "peft_lora" / "adapter_config.json");
+    for (const auto& [key, value] : {std::pair<const char*, nlohmann::json>{"peft_type", nullptr}, {"peft_type", 3},
+                                     {"bias", nlohmann::json::array()}}) {
+      CAPTURE(key);
+      nlohmann::json bad = cfg;
+      bad[key] = value;
+      std::ofstream(dir / "adapter_config.json") << bad.dump();
+      CHECK_THROWS_WITH(read_profile(dir), doctest::Contains(std::string(key) == "peft_type" && value.is_null()
+                                                                  ? "tiller applies LORA adapters only"
+                                                                  : "must be a string"));
+    }
+    std::filesystem::remove_all(dir);
+  }
 }
