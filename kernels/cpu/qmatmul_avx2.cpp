@@ -233,11 +233,88 @@ void qgemv_range(const QGemvArgs& a, int64_t& n, int64_t n1) {
   }
 }
 
+// Eight weight rows against TB rows of x, the eight rows' sums in the lanes of one register (one
+// sub-block types, several rows of x): per 32-value block and row of x, eight integer dots are
+// reduced by a horizontal-add tree to [row 0 .. row 7], then one conversion and two FMAs serve
+// all eight rows, where the per-row kernel above spends them on each. The rows' scales are read
+// once per block and reused for every row of x. `pf` as in qgemv_block.
+template <class Q, int TB>
+void qgemv_block8(const QGemvArgs& a, int64_t n, int64_t t0, const char* pf, int64_t pf_bytes) {
+  static_assert(Q::kSubs == 1 && !Q::kFactor);
+  constexpr size_t kBytes = dtype_block_bytes(Q::kType);
+  const int64_t K = a.x.K, nxb = K / kQBlock;
+  const size_t row_bytes = dtype_bytes(Q::kType, K);
+  const uint8_t* w = static_cast<const uint8_t*>(a.w) + size_t(n) * row_bytes;
+  const char* pf_end = pf ? pf + pf_bytes : nullptr;
+  const typename Q::Prep prep{};
+  __m256 acc[TB];
+  for (int t = 0; t < TB; t++) acc[t] = _mm256_setzero_ps();
+  for (int64_t blk = 0; blk < nxb; blk++) {
+    for (int64_t done = 0; pf < pf_end && done < int64_t(8 * kBytes); done += 64, pf += 64)
+      _mm_prefetch(pf, _MM_HINT_T1);
+    __m256i q[8];
+    alignas(32) float av[8], bv[8];
+    for (int r = 0; r < 8; r++) {
+      const uint8_t* b = w + r * row_bytes + size_t(blk) * kBytes;
+      q[r] = Q::unpack(b, prep, 0);
+      const __m128 ab = Q::scales(b, prep, 0);  // (a, b)
+      av[r] = _mm_cvtss_f32(ab);
+      bv[r] = _mm_cvtss_f32(_mm_movehdup_ps(ab));
+    }
+    const __m256 A = _mm256_load_ps(av);
+    [[maybe_unused]] const __m256 B = _mm256_load_ps(bv);
+    for (int t = 0; t < TB; t++) {
+      const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.x.qs + (t0 + t) * K + blk * kQBlock));
+      const float* xds = a.x.ds + ((t0 + t) * nxb + blk) * kXScales + 2 * Q::kXPair;  // (dx, s) or (dx, -8·s)
+      __m256i p[8];
+      for (int r = 0; r < 8; r++) p[r] = dot32<Q>(q[r], xv, _mm256_set1_epi16(1));
+      // hadd works within 128-bit halves: h0123 = [Σlow of rows 0-3 | Σhigh of rows 0-3]
+      const __m256i h0123 = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
+      const __m256i h4567 = _mm256_hadd_epi32(_mm256_hadd_epi32(p[4], p[5]), _mm256_hadd_epi32(p[6], p[7]));
+      const __m256i sums = _mm256_add_epi32(_mm256_permute2x128_si256(h0123, h4567, 0x20),
+                                            _mm256_permute2x128_si256(h0123, h4567, 0x31));
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(A, _mm256_broadcast_ss(xds)), acc[t]);
+      if constexpr (Q::kOffset) acc[t] = _mm256_fmadd_ps(B, _mm256_broadcast_ss(xds + 1), acc[t]);
+    }
+  }
+  for (; pf < pf_end; pf += 64) _mm_prefetch(pf, _MM_HINT_T1);
+  for (int t = 0; t < TB; t++) {
+    float* y = a.y + (t0 + t) * a.N + n;
+    const __m256 v = a.bias ? _mm256_add_ps(acc[t], _mm256_loadu_ps(a.bias + n)) : acc[t];
+    _mm256_storeu_ps(y, v);
+  }
+}
+
+template <class Q>
+void qgemv_range8(const QGemvArgs& a, int64_t& n, int64_t n1) {
+  constexpr int kTB = 4;
+  const size_t row_bytes = dtype_bytes(Q::kType, a.x.K);
+  const char* w = static_cast<const char*>(a.w);
+  for (; n + 8 <= n1; n += 8) {
+    const int64_t next = n1 - (n + 8) < 8 ? n1 - (n + 8) : 8;
+    const char* pf = next > 0 ? w + size_t(n + 8) * row_bytes : nullptr;
+    const int64_t pf_bytes = int64_t(size_t(next) * row_bytes);
+    for (int64_t t0 = 0; t0 < a.x.T; t0 += kTB) {
+      const char* p = t0 == 0 ? pf : nullptr;  // later passes find the rows in L1/L2
+      switch (a.x.T - t0) {
+        case 1: qgemv_block8<Q, 1>(a, n, t0, p, pf_bytes); break;
+        case 2: qgemv_block8<Q, 2>(a, n, t0, p, pf_bytes); break;
+        case 3: qgemv_block8<Q, 3>(a, n, t0, p, pf_bytes); break;
+        default: qgemv_block8<Q, kTB>(a, n, t0, p, pf_bytes); break;
+      }
+    }
+  }
+}
+
 template <class Q>
 void qgemv_typed(const QGemvArgs& a, int64_t n0, int64_t n1) {
   int64_t n = n0;
-  if (a.x.T == 1) qgemv_range<Q, 4>(a, n, n1);  // four weight streams
-  else qgemv_range<Q, 2>(a, n, n1);             // two rows against three rows of x per pass
+  if (a.x.T == 1) {
+    qgemv_range<Q, 4>(a, n, n1);  // four weight streams
+  } else {
+    if constexpr (Q::kSubs == 1) qgemv_range8<Q>(a, n, n1);  // eight rows in the lanes of one register
+    qgemv_range<Q, 2>(a, n, n1);  // two rows against three rows of x per pass
+  }
   for (; n < n1; n++) qgemv_rows<Q, 1>(a, n, nullptr, 0);
 }
 
