@@ -10,6 +10,20 @@
 
 namespace tiller {
 
+std::string json_excerpt(const json& j) {
+  std::string s = j.dump();
+  if (s.size() > 80) s = s.substr(0, 77) + "...";
+  return s;
+}
+
+std::string json_optional_string(const json& j, const char* key, const std::string& where, const std::string& fallback) {
+  if (!j.is_object()) fail(where, ": expected a JSON object, found ", json_excerpt(j));
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return fallback;
+  if (!it->is_string()) fail(where, ".", key, ": expected a string or null, found ", json_excerpt(*it));
+  return it->get<std::string>();
+}
+
 std::string read_text_file(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) fail(path.string(), ": cannot open (", std::strerror(errno), ")");

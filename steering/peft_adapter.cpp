@@ -35,21 +35,14 @@ std::optional<double> pattern_value(const json& patterns, const std::string& mod
   return std::nullopt;
 }
 
-// A string field of adapter_config.json: `fallback` when absent or null (PEFT writes null for
-// unset options), a clear error when it holds another type.
-std::string string_field(const json& cfg, const char* key, const std::string& fallback, const std::string& where) {
-  if (!cfg.contains(key) || cfg[key].is_null()) return fallback;
-  if (!cfg[key].is_string()) fail(where, "/adapter_config.json: \"", key, "\" must be a string, found ", cfg[key].dump());
-  return cfg[key].get<std::string>();
-}
-
 }  // namespace
 
 Profile read_peft_adapter(const std::filesystem::path& dir) {
   const std::string where = dir.string();
   const json cfg = read_json_file(dir / "adapter_config.json");
   if (!cfg.is_object()) fail(where, "/adapter_config.json: expected a JSON object");
-  const std::string type = string_field(cfg, "peft_type", "", where);
+  const std::string config_file = where + "/adapter_config.json";  // PEFT writes null for unset options
+  const std::string type = json_optional_string(cfg, "peft_type", config_file);
   if (type != "LORA") fail(where, ": peft_type is \"", type, "\"; tiller applies LORA adapters only");
   auto flag = [&](const char* key) { return cfg.contains(key) && cfg[key].is_boolean() && cfg[key].get<bool>(); };
   if (flag("use_dora")) fail(where, ": a DoRA adapter (use_dora: true); tiller applies plain LoRA only");
@@ -58,7 +51,7 @@ Profile read_peft_adapter(const std::filesystem::path& dir) {
   if (cfg.contains("target_parameters") && !cfg["target_parameters"].is_null() && !cfg["target_parameters"].empty())
     fail(where, ": target_parameters adapts raw parameters (", cfg["target_parameters"].dump(),
          "); tiller applies LoRA on Linear modules only");
-  const std::string bias = string_field(cfg, "bias", "none", where);
+  const std::string bias = json_optional_string(cfg, "bias", config_file, "none");
   if (bias != "none") fail(where, ": bias is \"", bias, "\": the adapter carries trained biases, which tiller does not apply");
   if (cfg.contains("modules_to_save") && !cfg["modules_to_save"].is_null() && !cfg["modules_to_save"].empty())
     fail(where, ": modules_to_save lists whole modules (", cfg["modules_to_save"].dump(),

@@ -96,13 +96,6 @@ json ProfileManifest::to_json(const std::vector<WeightDelta>& deltas) const {
 
 namespace {
 
-std::string str_field(const json& j, const char* key, const std::string& where) {
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) return {};
-  if (!it->is_string()) fail(where, ": manifest field \"", key, "\" must be a string, found ", it->dump());
-  return it->get<std::string>();
-}
-
 ProfileManifest parse_manifest(const std::string& text, const std::string& where) {
   json j;
   try {
@@ -118,7 +111,7 @@ ProfileManifest parse_manifest(const std::string& text, const std::string& where
   if (m.format_version < 1 || m.format_version > kProfileFormatVersion)
     fail(where, ": profile format version ", m.format_version, " is not supported (this tiller reads version ",
          kProfileFormatVersion, "); update tiller");
-  m.method = str_field(j, "method", where);
+  m.method = json_optional_string(j, "method", where + ": manifest");
   if (m.method.empty()) fail(where, ": the manifest has no \"method\"");
   if (auto it = j.find("languages"); it != j.end() && !it->is_null()) {
     if (!it->is_array()) fail(where, ": manifest field \"languages\" must be a list of strings");
@@ -129,12 +122,12 @@ ProfileManifest parse_manifest(const std::string& text, const std::string& where
   }
   const json base = j.value("base_model", json::object());
   if (!base.is_object()) fail(where, ": manifest field \"base_model\" must be an object");
-  m.base_fingerprint = str_field(base, "fingerprint", where);
+  m.base_fingerprint = json_optional_string(base, "fingerprint", where + ": manifest field base_model");
   if (m.base_fingerprint.empty())
     fail(where, ": the manifest names no base model fingerprint (base_model.fingerprint); it cannot be checked "
          "against a model");
-  m.base_name = str_field(base, "name", where);
-  m.base_architecture = str_field(base, "architecture", where);
+  m.base_name = json_optional_string(base, "name", where + ": manifest field base_model");
+  m.base_architecture = json_optional_string(base, "architecture", where + ": manifest field base_model");
   if (auto it = j.find("sources"); it != j.end() && it->is_object()) m.sources = *it;
   if (auto it = j.find("heads"); it != j.end() && !it->is_null()) {
     if (!it->is_array()) fail(where, ": manifest field \"heads\" must be a list of [layer, head] pairs");
@@ -145,8 +138,8 @@ ProfileManifest parse_manifest(const std::string& text, const std::string& where
     }
   }
   if (auto it = j.find("scale"); it != j.end() && it->is_number()) m.scale = it->get<double>();
-  m.description = str_field(j, "description", where);
-  m.created_by = str_field(j, "created_by", where);
+  m.description = json_optional_string(j, "description", where + ": manifest");
+  m.created_by = json_optional_string(j, "created_by", where + ": manifest");
   for (const char* known : {"format_version", "method", "languages", "base_model", "sources", "heads", "scale",
                             "description", "created_by"})
     j.erase(known);

@@ -6,59 +6,45 @@
 namespace tiller {
 namespace {
 
-std::string shown(const json& j) {
-  std::string s = j.dump();
-  if (s.size() > 80) s = s.substr(0, 77) + "...";
-  return s;
-}
-
 const json& field(const json& j, const char* key, const std::string& where) {
-  if (!j.is_object()) fail(where, ": expected a JSON object, found ", shown(j));
+  if (!j.is_object()) fail(where, ": expected a JSON object, found ", json_excerpt(j));
   auto it = j.find(key);
-  if (it == j.end()) fail(where, ": missing \"", key, "\" (found keys ", shown(j), ")");
+  if (it == j.end()) fail(where, ": missing \"", key, "\" (found keys ", json_excerpt(j), ")");
   return *it;
 }
 
 }  // namespace
 
 std::string json_type(const json& j, const std::string& where) {
-  if (!j.is_object()) fail(where, ": expected an object with a \"type\", found ", shown(j));
+  if (!j.is_object()) fail(where, ": expected an object with a \"type\", found ", json_excerpt(j));
   auto it = j.find("type");
-  if (it == j.end() || !it->is_string()) fail(where, ": expected a \"type\" string, found ", shown(j));
+  if (it == j.end() || !it->is_string()) fail(where, ": expected a \"type\" string, found ", json_excerpt(j));
   return it->get<std::string>();
 }
 
 std::string json_string(const json& j, const char* key, const std::string& where) {
   const json& v = field(j, key, where);
-  if (!v.is_string()) fail(where, ".", key, ": expected a string, found ", shown(v));
+  if (!v.is_string()) fail(where, ".", key, ": expected a string, found ", json_excerpt(v));
   return v.get<std::string>();
 }
 
-std::string json_optional_string(const json& j, const char* key, const std::string& where) {
-  if (!j.is_object()) fail(where, ": expected a JSON object, found ", shown(j));
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) return {};
-  if (!it->is_string()) fail(where, ".", key, ": expected a string or null, found ", shown(*it));
-  return it->get<std::string>();
-}
-
 bool json_bool(const json& j, const char* key, const std::string& where, bool fallback) {
-  if (!j.is_object()) fail(where, ": expected a JSON object, found ", shown(j));
+  if (!j.is_object()) fail(where, ": expected a JSON object, found ", json_excerpt(j));
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return fallback;
-  if (!it->is_boolean()) fail(where, ".", key, ": expected true or false, found ", shown(*it));
+  if (!it->is_boolean()) fail(where, ".", key, ": expected true or false, found ", json_excerpt(*it));
   return it->get<bool>();
 }
 
 const json& json_array(const json& j, const char* key, const std::string& where) {
   const json& v = field(j, key, where);
-  if (!v.is_array()) fail(where, ".", key, ": expected a list, found ", shown(v));
+  if (!v.is_array()) fail(where, ".", key, ": expected a list, found ", json_excerpt(v));
   return v;
 }
 
 const json& json_object(const json& j, const char* key, const std::string& where) {
   const json& v = field(j, key, where);
-  if (!v.is_object()) fail(where, ".", key, ": expected an object, found ", shown(v));
+  if (!v.is_object()) fail(where, ".", key, ": expected an object, found ", json_excerpt(v));
   return v;
 }
 
@@ -71,7 +57,7 @@ std::unique_ptr<HfRegex> make_hf_pattern(const json& j, const std::string& where
     if (auto it = p.find("Regex"); it != p.end() && it->is_string())
       return std::make_unique<HfRegex>(it->get<std::string>(), false, path);
   }
-  fail(path, ": expected {\"String\": ...} or {\"Regex\": ...}, found ", shown(p));
+  fail(path, ": expected {\"String\": ...} or {\"Regex\": ...}, found ", json_excerpt(p));
 }
 
 }  // namespace tiller

@@ -16,8 +16,7 @@ std::string json_string(const json& j, const char* key, const std::string& where
 bool json_bool(const json& j, const char* key, const std::string& where, bool fallback);
 const json& json_array(const json& j, const char* key, const std::string& where);
 const json& json_object(const json& j, const char* key, const std::string& where);
-// An optional string field: absent or null gives "".
-std::string json_optional_string(const json& j, const char* key, const std::string& where);
+// (optional string fields: json_optional_string, engine/json_file.h)
 
 // j["pattern"]: {"String": "..."} (literal) or {"Regex": "..."} (Oniguruma syntax).
 std::unique_ptr<HfRegex> make_hf_pattern(const json& j, const std::string& where);
