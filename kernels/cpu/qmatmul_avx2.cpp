@@ -210,29 +210,6 @@ void qgemv_block(const QGemvArgs& a, int64_t n, int64_t t0, const char* pf, int6
   }
 }
 
-template <class Q, int R>
-void qgemv_rows(const QGemvArgs& a, int64_t n, const char* pf, int64_t pf_bytes) {
-  constexpr int kTB = R == 4 ? 1 : 3;
-  for (int64_t t0 = 0; t0 < a.x.T; t0 += kTB) {
-    const char* p = t0 == 0 ? pf : nullptr;  // later passes find the rows in L1/L2
-    switch (a.x.T - t0) {
-      case 1: qgemv_block<Q, R, 1>(a, n, t0, p, pf_bytes); break;
-      case 2: qgemv_block<Q, R, 2 < kTB ? 2 : kTB>(a, n, t0, p, pf_bytes); break;
-      default: qgemv_block<Q, R, kTB>(a, n, t0, p, pf_bytes); break;
-    }
-  }
-}
-
-template <class Q, int R>
-void qgemv_range(const QGemvArgs& a, int64_t& n, int64_t n1) {
-  const size_t row_bytes = dtype_bytes(Q::kType, a.x.K);
-  const char* w = static_cast<const char*>(a.w);
-  for (; n + R <= n1; n += R) {
-    const int64_t next = n1 - (n + R) < R ? n1 - (n + R) : R;  // the next block of this range
-    qgemv_rows<Q, R>(a, n, next > 0 ? w + size_t(n + R) * row_bytes : nullptr, int64_t(size_t(next) * row_bytes));
-  }
-}
-
 // Eight weight rows against TB rows of x, the eight rows' sums in the lanes of one register (one
 // sub-block types, several rows of x): per 32-value block and row of x, eight integer dots are
 // reduced by a horizontal-add tree to [row 0 .. row 7], then one conversion and two FMAs serve
@@ -285,24 +262,52 @@ void qgemv_block8(const QGemvArgs& a, int64_t n, int64_t t0, const char* pf, int
   }
 }
 
+// The two kernels as types for the loops below: run<TB> covers kRows weight rows at n against
+// TB rows of x from t0; a pass takes at most kTB rows of x.
+template <class Q, int R>
+struct PerRow {
+  static constexpr DType kType = Q::kType;
+  static constexpr int kRows = R, kTB = R == 4 ? 1 : 3;
+  template <int TB>
+  static void run(const QGemvArgs& a, int64_t n, int64_t t0, const char* pf, int64_t pf_bytes) {
+    qgemv_block<Q, R, TB>(a, n, t0, pf, pf_bytes);
+  }
+};
+
 template <class Q>
-void qgemv_range8(const QGemvArgs& a, int64_t& n, int64_t n1) {
-  constexpr int kTB = 4;
-  const size_t row_bytes = dtype_bytes(Q::kType, a.x.K);
-  const char* w = static_cast<const char*>(a.w);
-  for (; n + 8 <= n1; n += 8) {
-    const int64_t next = n1 - (n + 8) < 8 ? n1 - (n + 8) : 8;
-    const char* pf = next > 0 ? w + size_t(n + 8) * row_bytes : nullptr;
-    const int64_t pf_bytes = int64_t(size_t(next) * row_bytes);
-    for (int64_t t0 = 0; t0 < a.x.T; t0 += kTB) {
-      const char* p = t0 == 0 ? pf : nullptr;  // later passes find the rows in L1/L2
-      switch (a.x.T - t0) {
-        case 1: qgemv_block8<Q, 1>(a, n, t0, p, pf_bytes); break;
-        case 2: qgemv_block8<Q, 2>(a, n, t0, p, pf_bytes); break;
-        case 3: qgemv_block8<Q, 3>(a, n, t0, p, pf_bytes); break;
-        default: qgemv_block8<Q, kTB>(a, n, t0, p, pf_bytes); break;
-      }
+struct EightLanes {
+  static constexpr DType kType = Q::kType;
+  static constexpr int kRows = 8, kTB = 4;
+  template <int TB>
+  static void run(const QGemvArgs& a, int64_t n, int64_t t0, const char* pf, int64_t pf_bytes) {
+    qgemv_block8<Q, TB>(a, n, t0, pf, pf_bytes);
+  }
+};
+
+// A kernel's rows at n against every row of x, in passes of at most kTB rows of x.
+template <class Kernel>
+void qgemv_rows(const QGemvArgs& a, int64_t n, const char* pf, int64_t pf_bytes) {
+  constexpr int kTB = Kernel::kTB;
+  for (int64_t t0 = 0; t0 < a.x.T; t0 += kTB) {
+    const char* p = t0 == 0 ? pf : nullptr;  // later passes find the rows in L1/L2
+    switch (a.x.T - t0) {
+      case 1: Kernel::template run<1>(a, n, t0, p, pf_bytes); break;
+      case 2: Kernel::template run<(2 < kTB ? 2 : kTB)>(a, n, t0, p, pf_bytes); break;
+      case 3: Kernel::template run<(3 < kTB ? 3 : kTB)>(a, n, t0, p, pf_bytes); break;
+      default: Kernel::template run<kTB>(a, n, t0, p, pf_bytes); break;
     }
+  }
+}
+
+// Whole blocks of a kernel's rows from n up to n1, each prefetching the next block of the range.
+template <class Kernel>
+void qgemv_range(const QGemvArgs& a, int64_t& n, int64_t n1) {
+  constexpr int R = Kernel::kRows;
+  const size_t row_bytes = dtype_bytes(Kernel::kType, a.x.K);
+  const char* w = static_cast<const char*>(a.w);
+  for (; n + R <= n1; n += R) {
+    const int64_t next = n1 - (n + R) < R ? n1 - (n + R) : R;  // the next block of this range
+    qgemv_rows<Kernel>(a, n, next > 0 ? w + size_t(n + R) * row_bytes : nullptr, int64_t(size_t(next) * row_bytes));
   }
 }
 
@@ -310,12 +315,12 @@ template <class Q>
 void qgemv_typed(const QGemvArgs& a, int64_t n0, int64_t n1) {
   int64_t n = n0;
   if (a.x.T == 1) {
-    qgemv_range<Q, 4>(a, n, n1);  // four weight streams
+    qgemv_range<PerRow<Q, 4>>(a, n, n1);  // four weight streams
   } else {
-    if constexpr (Q::kSubs == 1) qgemv_range8<Q>(a, n, n1);  // eight rows in the lanes of one register
-    qgemv_range<Q, 2>(a, n, n1);  // two rows against three rows of x per pass
+    if constexpr (Q::kSubs == 1) qgemv_range<EightLanes<Q>>(a, n, n1);  // eight rows in one register's lanes
+    qgemv_range<PerRow<Q, 2>>(a, n, n1);  // two rows against three rows of x per pass
   }
-  for (; n < n1; n++) qgemv_rows<Q, 1>(a, n, nullptr, 0);
+  for (; n < n1; n++) qgemv_rows<PerRow<Q, 1>>(a, n, nullptr, 0);
 }
 
 }  // namespace
