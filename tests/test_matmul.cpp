@@ -213,6 +213,67 @@ TEST_CASE("matmul: every path matches the reference and is deterministic across 
   MESSAGE(calls << " kernel calls checked");
 }
 
+TEST_CASE("matmul: weights read transposed, with and without accumulation, on every GEMM path") {
+  // y (+)= x · w with w stored [K, N] (a projection's input gradient): checked against the
+  // reference on the explicitly transposed copy, plus y's old value when accumulating.
+  std::vector<Variant> gemms;
+  for (const Variant& v : variants()) {
+    if (v.path.algo == Algo::Gemm && !v.path.bf16_dot) gemms.push_back(v);
+  }
+  std::mt19937 rng(99);
+  int64_t calls = 0;
+  for (DType dt : {DType::F32, DType::F16, DType::BF16}) {
+    for (int64_t T : {1, 5, 33, 130}) {
+      for (const Shape& s : {Shape{1, 1}, Shape{19, 7}, Shape{257, 48}, Shape{300, 129}, Shape{33, 577}}) {
+        const GuardedBuffer wt = make_weights(dt, s.K, s.N, rng);  // [K, N]
+        std::vector<float> wt_f(size_t(s.K * s.N)), w_f(size_t(s.N * s.K));
+        to_f32(dt, wt.data(), wt_f.data(), wt_f.size());
+        for (int64_t k = 0; k < s.K; k++) {
+          for (int64_t n = 0; n < s.N; n++) w_f[size_t(n * s.K + k)] = wt_f[size_t(k * s.N + n)];
+        }
+        const std::vector<float> x = random_vec(size_t(T * s.K), rng), y0 = random_vec(size_t(T * s.N), rng);
+        std::vector<float> ref(size_t(T * s.N));
+        matmul_reference(x.data(), T, s.K, w_f.data(), DType::F32, s.N, nullptr, ref.data());
+        for (const bool accumulate : {false, true}) {
+          std::vector<float> want = ref;
+          if (accumulate) {
+            for (size_t i = 0; i < want.size(); i++) want[i] += y0[i];
+          }
+          for (const Variant& v : gemms) {
+            std::vector<float> first;
+            for (int threads = 1; threads <= 3; threads++) {
+              std::vector<float> y = y0;
+              MatmulArgs a{x.data(), T, s.K, wt.data(), dt, s.N, nullptr, y.data()};
+              a.w_transposed = true;
+              a.accumulate = accumulate;
+              detail::matmul_with(a, v.path, pool(threads));
+              calls++;
+              std::string where;
+              INFO(v.name, " ", dtype_name(dt), " T=", T, " K=", s.K, " N=", s.N, " accumulate=", accumulate,
+                   " threads=", threads);
+              REQUIRE(count_bad(y.data(), want.data(), T, s.N, s.K + 1, &where) == 0);
+              if (threads == 1) first = y;
+              else REQUIRE(std::memcmp(first.data(), y.data(), y.size() * 4) == 0);
+            }
+          }
+        }
+      }
+    }
+  }
+  MESSAGE(calls << " transposed calls checked");
+  // The public entry point: same as the forced GEMM path on this machine.
+  std::vector<float> x = random_vec(64 * 40, rng), y(64 * 24, 0.0f), ref(64 * 24);
+  const GuardedBuffer wt = make_weights(DType::BF16, 40, 24, rng);
+  std::vector<float> wt_f(40 * 24), w_f(24 * 40);
+  to_f32(DType::BF16, wt.data(), wt_f.data(), wt_f.size());
+  for (int k = 0; k < 40; k++) {
+    for (int n = 0; n < 24; n++) w_f[size_t(n * 40 + k)] = wt_f[size_t(k * 24 + n)];
+  }
+  matmul_reference(x.data(), 64, 40, w_f.data(), DType::F32, 24, nullptr, ref.data());
+  matmul_transposed(x.data(), 64, 40, wt.data(), DType::BF16, 24, y.data(), false, pool(2));
+  CHECK(count_bad(y.data(), ref.data(), 64, 24, 40, nullptr) == 0);
+}
+
 TEST_CASE("matmul: the public entry point picks a path and matches the reference") {
   std::mt19937 rng(7);
   for (DType dt : {DType::F32, DType::F16, DType::BF16}) {

@@ -255,8 +255,19 @@ void matmul_with(const MatmulArgs& a, const MatmulPath& path, ThreadPool& pool) 
   TILLER_CHECK(a.y && (a.K == 0 || (a.x && a.w)));
   if (a.K == 0) {  // an empty sum: just the bias
     for (int64_t t = 0; t < a.T; t++) {
-      for (int64_t n = 0; n < a.N; n++) a.y[t * a.N + n] = a.bias ? a.bias[n] : 0.0f;
+      for (int64_t n = 0; n < a.N; n++) {
+        const float b = a.bias ? a.bias[n] : 0.0f;
+        a.y[t * a.N + n] = a.accumulate ? a.y[t * a.N + n] + b : b;
+      }
     }
+    return;
+  }
+  if (a.w_transposed || a.accumulate) {  // only the packed F32 GEMM reads w as [K, N] or adds to y
+    TILLER_CHECK(is_float(a.w_type), "matmul: transposed or accumulating weights must be F32, F16 or BF16, found ",
+                 dtype_name(a.w_type));
+    MatmulPath f32 = path;
+    f32.bf16_dot = false;
+    run_gemm(a, f32, Algo::Gemm, pool);
     return;
   }
   const Algo algo = resolve_algo(path, a.w_type, a.T, a.K);
@@ -273,6 +284,15 @@ void matmul(const float* x, int64_t T, int64_t K, const void* w, DType w_type, i
             const float* bias, float* y, ThreadPool& pool) {
   static const detail::MatmulPath path = detail::default_path();
   detail::matmul_with({x, T, K, w, w_type, N, bias, y}, path, pool);
+}
+
+void matmul_transposed(const float* x, int64_t T, int64_t K, const void* w, DType w_type, int64_t N, float* y,
+                       bool accumulate, ThreadPool& pool) {
+  static const detail::MatmulPath path = detail::default_path();
+  detail::MatmulArgs a{x, T, K, w, w_type, N, nullptr, y};
+  a.w_transposed = true;
+  a.accumulate = accumulate;
+  detail::matmul_with(a, path, pool);
 }
 
 void matmul_many(const float* x, int64_t T, int64_t K, std::span<const MatmulTarget> targets, ThreadPool& pool) {

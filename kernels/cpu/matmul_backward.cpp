@@ -1,8 +1,8 @@
-// The two GEMMs of a projection's backward on the CPU, run on the forward's packed GEMM/GEMV
-// (matmul.h) after a blocked transpose of one operand:
-//   dx = dy · w     is matmul(dy, wᵀ): w [N, K] is transposed to [K, N] in its own dtype;
-//   dw = dyᵀ · x    is matmul(dyᵀ, xᵀ): dy and x are transposed to [N, T] and [K, T].
-// A transpose reads and writes its operand once, against the GEMM's T·N·K multiply-adds.
+// The two GEMMs of a projection's backward on the CPU, on the forward's packed GEMM (matmul.h)
+// reading one operand in place as its transpose (matmul_transposed):
+//   dx = dy · w     w [N, K] is already the [depth, out] layout a transposed read wants;
+//   dw = dyᵀ · x    x [T, K] likewise; only dy is transposed, to [N, T], as the packed rows.
+// Accumulation goes into the GEMM's own tiles: no temporary, no second pass over dx or dw.
 #include <cstring>
 #include <vector>
 
@@ -14,9 +14,8 @@ namespace {
 
 constexpr int64_t kTile = 32;
 
-// dst [cols, rows] = src [rows, cols]ᵀ for elements of E bytes, in kTile x kTile tiles.
-template <typename E>
-void transpose(const E* src, int64_t rows, int64_t cols, E* dst, ThreadPool& pool) {
+// dst [cols, rows] = src [rows, cols]ᵀ, in kTile x kTile tiles.
+void transpose(const float* src, int64_t rows, int64_t cols, float* dst, ThreadPool& pool) {
   const int64_t row_tiles = (rows + kTile - 1) / kTile;
   const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 15) / (kTile * std::max<int64_t>(cols, 1)));
   pool.parallel_for(row_tiles, grain, [&](int64_t b0, int64_t b1) {
@@ -32,18 +31,9 @@ void transpose(const E* src, int64_t rows, int64_t cols, E* dst, ThreadPool& poo
   });
 }
 
-void transpose_any(const void* src, DType type, int64_t rows, int64_t cols, void* dst, ThreadPool& pool) {
-  if (dtype_size(type) == 4) {
-    transpose(static_cast<const uint32_t*>(src), rows, cols, static_cast<uint32_t*>(dst), pool);
-  } else {
-    transpose(static_cast<const uint16_t*>(src), rows, cols, static_cast<uint16_t*>(dst), pool);
-  }
-}
-
-// Per-thread buffers reused across calls (the trainer calls these a few hundred times a step).
-std::vector<char>& scratch(int slot, size_t bytes) {
-  thread_local std::vector<char> buffers[3];
-  std::vector<char>& b = buffers[slot];
+// A per-thread buffer reused across calls (the trainer calls these a few hundred times a step).
+std::vector<char>& scratch(size_t bytes) {
+  thread_local std::vector<char> b;
   if (b.size() < bytes) b.resize(bytes);
   return b;
 }
@@ -53,15 +43,7 @@ std::vector<char>& scratch(int slot, size_t bytes) {
 void linear_backward_input(const float* dy, int64_t T, int64_t N, const void* w, DType w_type, int64_t K, float* dx,
                            bool accumulate, ThreadPool& pool) {
   if (T == 0 || K == 0) return;
-  void* wt = scratch(0, size_t(N * K) * dtype_size(w_type)).data();
-  transpose_any(w, w_type, N, K, wt, pool);  // [K, N]
-  if (!accumulate) {
-    matmul(dy, T, N, wt, w_type, K, nullptr, dx, pool);
-    return;
-  }
-  auto* tmp = reinterpret_cast<float*>(scratch(1, size_t(T * K) * sizeof(float)).data());
-  matmul(dy, T, N, wt, w_type, K, nullptr, tmp, pool);
-  add_scaled(dx, tmp, 1.0f, T * K, pool);
+  matmul_transposed(dy, T, N, w, w_type, K, dx, accumulate, pool);
 }
 
 void linear_backward_weight(const float* dy, const float* x, int64_t T, int64_t N, int64_t K, float* dw, float* dbias,
@@ -79,17 +61,9 @@ void linear_backward_weight(const float* dy, const float* x, int64_t T, int64_t 
     if (!accumulate) std::memset(dw, 0, size_t(N * K) * sizeof(float));
     return;
   }
-  auto* dyt = reinterpret_cast<float*>(scratch(0, size_t(N * T) * sizeof(float)).data());
-  auto* xt = reinterpret_cast<float*>(scratch(1, size_t(K * T) * sizeof(float)).data());
+  auto* dyt = reinterpret_cast<float*>(scratch(size_t(N * T) * sizeof(float)).data());
   transpose(dy, T, N, dyt, pool);  // [N, T]
-  transpose(x, T, K, xt, pool);    // [K, T]
-  if (!accumulate) {
-    matmul(dyt, N, T, xt, DType::F32, K, nullptr, dw, pool);
-    return;
-  }
-  auto* tmp = reinterpret_cast<float*>(scratch(2, size_t(N * K) * sizeof(float)).data());
-  matmul(dyt, N, T, xt, DType::F32, K, nullptr, tmp, pool);
-  add_scaled(dw, tmp, 1.0f, N * K, pool);
+  matmul_transposed(dyt, N, T, x, DType::F32, K, dw, accumulate, pool);
 }
 
 }  // namespace tiller::cpu

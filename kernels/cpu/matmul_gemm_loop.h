@@ -6,6 +6,8 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
 
 #include "kernels/cpu/matmul_impl.h"
 
@@ -57,6 +59,28 @@ void pack_w_dequantized(const MatmulArgs& a, const WSlice& cur, float* wp) {
     } else {
       for (int64_t k = 0; k < cur.kc; k++) wp[k * NR + j] = 0.0f;
     }
+  }
+}
+
+// Packs a slice of weights stored transposed (w [K, N], MatmulArgs::w_transposed) as F32
+// [kc][NR]: packed row k is the contiguous run w[k0 + k][n : n + rows], widened exactly (no
+// transpose: this layout is the panel's own); columns past the slice are zero.
+template <int NR>
+void pack_w_transposed(const MatmulArgs& a, const WSlice& cur, float* wp) {
+  const size_t es = dtype_size(a.w_type);
+  const char* w = static_cast<const char*>(a.w);
+  for (int64_t k = 0; k < cur.kc; k++) {
+    const char* src = w + (size_t(cur.k0 + k) * size_t(a.N) + size_t(cur.n)) * es;
+    float* dst = wp + k * NR;
+    if (a.w_type == DType::F32) {
+      std::memcpy(dst, src, size_t(cur.rows) * sizeof(float));
+    } else if (a.w_type == DType::BF16) {
+      const auto* h = reinterpret_cast<const uint16_t*>(src);
+      for (int j = 0; j < cur.rows; j++) dst[j] = bf16_to_f32(h[j]);
+    } else {
+      to_f32(a.w_type, src, dst, size_t(cur.rows));
+    }
+    for (int j = cur.rows; j < NR; j++) dst[j] = 0.0f;
   }
 }
 
@@ -122,18 +146,36 @@ void gemm_loop(const MatmulArgs& a, const void* xp_, int64_t n0, int64_t n1, int
     for (int64_t k0 = 0; k0 < a.K; k0 += Kern::kKC) {
       const WSlice first = slice(g0, k0);
       const bool last = k0 + first.kc >= a.K;
-      for (int p = 0; p < panels; p++)
+      for (int p = 0; p < panels; p++) {
+        if constexpr (std::is_same_v<XElem, float>) {
+          if (a.w_transposed) {
+            pack_w_transposed<Kern::kNR>(a, slice(g0 + p * Kern::kNR, k0), wp + p * panel);
+            continue;
+          }
+        }
         Kern::pack_w(a, slice(g0 + p * Kern::kNR, k0), wp + p * panel);
+      }
       // What is packed next: the group's next slice, else the next group's first.
       const auto bytes = [&](int64_t n) { return int64_t(dtype_bytes(a.w_type, n)); };  // block types too
-      const int64_t row = bytes(a.K);
       WeightPrefetcher pf;
-      if (!last) {
-        const WSlice s = slice(g0, k0 + Kern::kKC);
-        pf = WeightPrefetcher(w + g0 * row + bytes(s.k0), int(g1 - g0), row, bytes(s.kc));
-      } else if (g1 < n1) {
-        const int64_t e = n1 - g1 < kGroupCols ? n1 : g1 + kGroupCols;
-        pf = WeightPrefetcher(w + g1 * row, int(e - g1), row, bytes(first_kc));
+      if (a.w_transposed) {  // rows of w are k: the slice is kc runs of the group's columns
+        const int64_t row = bytes(a.N);
+        if (!last) {
+          const WSlice s = slice(g0, k0 + Kern::kKC);
+          pf = WeightPrefetcher(w + s.k0 * row + bytes(g0), int(s.kc), row, bytes(g1 - g0));
+        } else if (g1 < n1) {
+          const int64_t e = n1 - g1 < kGroupCols ? n1 : g1 + kGroupCols;
+          pf = WeightPrefetcher(w + bytes(g1), int(first_kc), row, bytes(e - g1));
+        }
+      } else {
+        const int64_t row = bytes(a.K);
+        if (!last) {
+          const WSlice s = slice(g0, k0 + Kern::kKC);
+          pf = WeightPrefetcher(w + g0 * row + bytes(s.k0), int(g1 - g0), row, bytes(s.kc));
+        } else if (g1 < n1) {
+          const int64_t e = n1 - g1 < kGroupCols ? n1 : g1 + kGroupCols;
+          pf = WeightPrefetcher(w + g1 * row, int(e - g1), row, bytes(first_kc));
+        }
       }
       const int64_t calls = (tb1 - tb0) * panels;
       const int64_t quota = (pf.lines() + calls - 1) / calls;
@@ -146,7 +188,7 @@ void gemm_loop(const MatmulArgs& a, const void* xp_, int64_t n0, int64_t n1, int
           const int nvalid = int(g1 - n < Kern::kNR ? g1 - n : Kern::kNR);
           pf.issue(quota);
           Kern::tile(m, xt, wp + p * panel, Kern::depth(first.kc), a.y + t0 * a.N + n, a.N, nvalid,
-                     (last && a.bias) ? a.bias + n : nullptr, k0 > 0);
+                     (last && a.bias) ? a.bias + n : nullptr, k0 > 0 || a.accumulate);
         }
       }
     }

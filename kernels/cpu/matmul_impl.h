@@ -33,6 +33,10 @@ struct MatmulArgs {
   int64_t N;
   const float* bias;  // [N] or nullptr
   float* y;           // [T, N]
+  // w stored [K, N] instead: a projection's [out, in] weight read as its transpose (the input
+  // gradient dx = dy · W). Only the packed F32 GEMM reads it this way.
+  bool w_transposed = false;
+  bool accumulate = false;  // y += x · wᵀ (+ bias) instead of y = ...; the packed F32 GEMM only
 };
 
 enum class Algo { Auto, Gemv, Gemm, GemvDot };  // GemvDot: Gemv unless BF16 + bf16_dot
