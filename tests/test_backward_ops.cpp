@@ -290,7 +290,7 @@ TEST_CASE("backward ops: attention over whole ragged sequences, GQA, windows, F3
       {{1, 9, 23}, 6, 2, 8, 0, 4, DType::F32},   {{1, 9, 23}, 6, 2, 8, 5, 4, DType::F32},
       {{13, 2}, 3, 3, 16, 0, 16, DType::F32},    {{11}, 4, 1, 6, 3, 5, DType::F32},
       {{9, 17}, 6, 2, 8, 4, 4, DType::BF16},
-      // Several query tiles (16 rows) and key tiles (32 keys) of the CPU kernel, a window across them.
+      // Two query tiles (64 rows) of the CPU kernel, a window across them.
       {{70, 37}, 4, 2, 4, 0, 8, DType::F32},     {{70, 37}, 4, 2, 4, 40, 8, DType::F32},
   };
   for (const AttnCase& c : cases) {

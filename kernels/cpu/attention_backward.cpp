@@ -1,14 +1,14 @@
 // The gradient of paged causal attention on the CPU, for batches of whole sequences (training).
 //
-// FlashAttention-2's recomputation, in two passes so that no two threads write one output:
-//   1. per (sequence, KV head, tile of query rows): recompute each row's scores against its keys,
-//      its log-sum-exp and D = dout · out; dq = scale · Σ_j P_j (dP_j - D) k_j with P the softmax
-//      and dP_j = dout · v_j;
-//   2. per (sequence, KV head, tile of keys): over the queries that see them (the key's own row
-//      and later rows within the window), dv_j = Σ_i P_ij dout_i and dk_j = scale · Σ_i dS_ij q_i.
-// A work item first widens its sequence's keys and values of its head to F32, both as rows and
-// transposed, so scores over many keys are one vector loop (no reduction per key).
-// Everything is F32; the work split does not change any result.
+// One work item per (sequence, query head), in tiles of kQueryTile query rows against the keys
+// those rows see (window-aware), each step a small GEMM on the forward's packed kernels (run
+// inline on the item's thread: the pool does not nest):
+//   S  = Q_tile · K_keysᵀ,  P = softmax(scale · S) under the causal/window mask (row lse here),
+//   dP = dO_tile · V_keysᵀ, dS = scale · P ∘ (dP − D) with D = rowsum(dO ∘ O),
+//   dQ_tile = dS · K_keys,  dK_keys += dSᵀ · Q_tile,  dV_keys += Pᵀ · dO_tile.
+// A query head's dK and dV go to its own slot; the G heads that share a KV head are then summed in
+// head order, so no two threads write one output and the split never changes a result.
+// Everything is F32.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -16,17 +16,13 @@
 #include "engine/error.h"
 #include "engine/whole_sequences.h"
 #include "kernels/cpu/backward.h"
+#include "kernels/cpu/matmul.h"
 #include "kernels/cpu/vec_math.h"
 
 namespace tiller::cpu {
 namespace {
 
-constexpr int64_t kQueryTile = 16;  // query rows per pass-1 item
-constexpr int64_t kKeyTile = 32;    // keys per pass-2 item
-
-TILLER_CLONES void axpy(float* y, float a, const float* x, int64_t n) {
-  for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
-}
+constexpr int64_t kQueryTile = 64;  // query rows per step: S, P, dP are [64, keys seen]
 
 TILLER_CLONES float dot(const float* a, const float* b, int64_t n) {
   float acc[16] = {};
@@ -40,13 +36,15 @@ TILLER_CLONES float dot(const float* a, const float* b, int64_t n) {
   return s;
 }
 
-// s[j] = Σ_i x[i] · mt[i * ld + j] for j < n (mt transposed, row stride ld): vectorised over j.
-TILLER_CLONES void scores(const float* x, const float* mt, int64_t d, int64_t ld, int64_t j0, int64_t n, float* s) {
-  std::fill_n(s, n, 0.0f);
-  for (int64_t i = 0; i < d; i++) {
-    const float xi = x[i];
-    const float* row = mt + i * ld + j0;
-    for (int64_t j = 0; j < n; j++) s[j] += xi * row[j];
+// dst [cols, rows] = src [rows, cols]ᵀ
+void transpose(const float* src, int64_t rows, int64_t cols, float* dst) {
+  constexpr int64_t kTile = 16;
+  for (int64_t r0 = 0; r0 < rows; r0 += kTile) {
+    for (int64_t c0 = 0; c0 < cols; c0 += kTile) {
+      for (int64_t r = r0; r < std::min(rows, r0 + kTile); r++) {
+        for (int64_t c = c0; c < std::min(cols, c0 + kTile); c++) dst[c * rows + r] = src[r * cols + c];
+      }
+    }
   }
 }
 
@@ -57,26 +55,32 @@ struct Seq {
   int64_t first_row, len, block_row;  // block_row: its row of the block tables
 };
 
-// One sequence's keys and values of one KV head in F32: rows [len, d] and transposed [d, len].
-struct HeadKv {
-  std::vector<float> k, v, kt, vt;
+// One work item's buffers, reused across the items a thread runs.
+struct Scratch {
+  std::vector<float> k, v;         // [len, d]: the sequence's keys and values of the KV head, F32
+  std::vector<float> q, o, dout;   // [len, d]: the query head's rows, gathered contiguous
+  std::vector<float> dq, dk, dv;   // [len, d]
+  std::vector<float> delta;        // [len]
+  std::vector<float> s, p, dp, t;  // [kQueryTile, keys]; t: a transposed [keys, kQueryTile]
+
   template <typename KvT>
-  void load_from(const KvStore& kv, int layer, const BatchLayout& b, const Seq& s, int64_t head) {
-    const int64_t d = kv.head_dim, bs = kv.block_size, Hkv = kv.n_kv_heads, n = s.len;
-    const int32_t* table = b.block_tables.data() + s.block_row * b.max_blocks;
-    k.resize(size_t(n * d)), v.resize(size_t(n * d)), kt.resize(size_t(n * d)), vt.resize(size_t(n * d));
+  void load_kv(const KvStore& kv, int layer, const BatchLayout& b, const Seq& sq, int64_t head) {
+    const int64_t d = kv.head_dim, bs = kv.block_size, Hkv = kv.n_kv_heads, n = sq.len;
+    const int32_t* table = b.block_tables.data() + sq.block_row * b.max_blocks;
+    k.resize(size_t(n * d)), v.resize(size_t(n * d));
     const auto* K = static_cast<const KvT*>(kv.k[size_t(layer)].data);
     const auto* V = static_cast<const KvT*>(kv.v[size_t(layer)].data);
-    for (int64_t p = 0; p < n; p++) {
-      const int64_t at = ((int64_t(table[p / bs]) * Hkv + head) * bs + p % bs) * d;  // [n_blocks, Hkv, bs, d]
-      for (int64_t i = 0; i < d; i++) {
-        const float kv_k = load(K + at, i), kv_v = load(V + at, i);
-        k[size_t(p * d + i)] = kv_k, v[size_t(p * d + i)] = kv_v;
-        kt[size_t(i * n + p)] = kv_k, vt[size_t(i * n + p)] = kv_v;
-      }
+    for (int64_t pos = 0; pos < n; pos++) {
+      const int64_t at = ((int64_t(table[pos / bs]) * Hkv + head) * bs + pos % bs) * d;  // [n_blocks, Hkv, bs, d]
+      for (int64_t i = 0; i < d; i++) k[size_t(pos * d + i)] = load(K + at, i), v[size_t(pos * d + i)] = load(V + at, i);
     }
   }
 };
+
+// rows [n, d] <- src rows first_row.. of head h in a [T, H, d] tensor
+void gather_head(const float* src, int64_t first_row, int64_t n, int64_t H, int64_t h, int64_t d, float* rows) {
+  for (int64_t i = 0; i < n; i++) std::copy_n(src + ((first_row + i) * H + h) * d, d, rows + i * d);
+}
 
 template <typename KvT>
 void attention_backward_typed(const float* q, const KvStore& kv, int layer, int64_t window, float scale,
@@ -88,89 +92,75 @@ void attention_backward_typed(const float* q, const KvStore& kv, int layer, int6
   for (int64_t t = 0; t < T; t++) {
     if (b.positions[size_t(t)] == 0) seqs.push_back({t, b.kv_lens[size_t(b.row_seq[size_t(t)])], b.row_seq[size_t(t)]});
   }
-  struct Item {
-    size_t seq;
-    int64_t head, p0, p1;  // positions [p0, p1) of the tile
-  };
-  auto items_of = [&](int64_t tile) {
-    std::vector<Item> items;
-    for (size_t s = 0; s < seqs.size(); s++)
-      for (int64_t h = 0; h < Hkv; h++)
-        for (int64_t p = 0; p < seqs[s].len; p += tile) items.push_back({s, h, p, std::min(seqs[s].len, p + tile)});
-    return items;
-  };
   auto first_key = [&](int64_t pos) { return window > 0 ? std::max<int64_t>(0, pos - window + 1) : 0; };
-  auto last_query = [&](int64_t pos, int64_t len) { return window > 0 ? std::min(len - 1, pos + window - 1) : len - 1; };
-  std::vector<float> lse(size_t(T * H)), delta(size_t(T * H));
-  const int64_t avg_keys = window > 0 ? std::min<int64_t>(window, b.max_kv_len) : std::max<int32_t>(1, b.max_kv_len / 2);
-  auto grain_for = [&](int64_t rows) {  // items of under ~32K multiply-adds run on the calling thread
-    return std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(1, rows * avg_keys * G * d * 3));
-  };
+  // Each query head's share of dK and dV, summed per KV head below.   [T, H, d]
+  std::vector<float> dk_heads(size_t(T * H * d)), dv_heads(size_t(T * H * d));
 
-  // Pass 1: dq, lse and D per query row.
-  const std::vector<Item> q_items = items_of(kQueryTile);
-  pool.parallel_for(int64_t(q_items.size()), grain_for(kQueryTile), [&](int64_t i0, int64_t i1) {
-    HeadKv hk;
-    std::vector<float> p, dp;
-    for (int64_t it = i0; it < i1; it++) {
-      const Item& item = q_items[size_t(it)];
-      const Seq& s = seqs[item.seq];
-      hk.load_from<KvT>(kv, layer, b, s, item.head);
-      for (int64_t pos = item.p0; pos < item.p1; pos++) {
-        const int64_t t = s.first_row + pos, lo = first_key(pos), n = pos - lo + 1;
-        p.resize(size_t(n)), dp.resize(size_t(n));
-        for (int64_t g = 0; g < G; g++) {
-          const int64_t h = item.head * G + g, row = (t * H + h) * d;
-          scores(q + row, hk.kt.data(), d, s.len, lo, n, p.data());
+  const int64_t items = int64_t(seqs.size()) * H;
+  pool.parallel_for(items, 1, [&](int64_t i0, int64_t i1) {
+    thread_local Scratch w;
+    for (int64_t item = i0; item < i1; item++) {
+      const Seq& sq = seqs[size_t(item / H)];
+      const int64_t h = item % H, n = sq.len;
+      w.load_kv<KvT>(kv, layer, b, sq, h / G);
+      for (auto* v : {&w.q, &w.o, &w.dout, &w.dq, &w.dk, &w.dv}) v->assign(size_t(n * d), 0.0f);
+      gather_head(q, sq.first_row, n, H, h, d, w.q.data());
+      gather_head(out, sq.first_row, n, H, h, d, w.o.data());
+      gather_head(dout, sq.first_row, n, H, h, d, w.dout.data());
+      w.delta.resize(size_t(n));
+      for (int64_t i = 0; i < n; i++) w.delta[size_t(i)] = dot(w.dout.data() + i * d, w.o.data() + i * d, d);
+
+      for (int64_t r0 = 0; r0 < n; r0 += kQueryTile) {
+        const int64_t m = std::min(kQueryTile, n - r0), lo = first_key(r0), nk = r0 + m - lo;  // keys [lo, r0 + m)
+        for (auto* v : {&w.s, &w.p, &w.dp, &w.t}) v->resize(size_t(m * nk));
+        const float *qt = w.q.data() + r0 * d, *dot_ = w.dout.data() + r0 * d;
+        const float *kk = w.k.data() + lo * d, *vv = w.v.data() + lo * d;
+        matmul(qt, m, d, kk, DType::F32, nk, nullptr, w.s.data(), pool);     // S  [m, nk]
+        matmul(dot_, m, d, vv, DType::F32, nk, nullptr, w.dp.data(), pool);  // dP [m, nk]
+        for (int64_t i = 0; i < m; i++) {
+          const int64_t pos = r0 + i, j0 = first_key(pos) - lo, j1 = pos - lo + 1;  // keys seen, in [0, nk)
+          float* s = w.s.data() + i * nk;
+          float* p = w.p.data() + i * nk;
+          float* dp = w.dp.data() + i * nk;
           float mx = -INFINITY;
-          for (int64_t j = 0; j < n; j++) mx = std::max(mx, p[size_t(j)] *= scale);
-          float sum = 0;
-          for (int64_t j = 0; j < n; j++) sum += std::exp(p[size_t(j)] - mx);
-          const float l = mx + std::log(sum), D = dot(dout + row, out + row, d);
-          scores(dout + row, hk.vt.data(), d, s.len, lo, n, dp.data());
-          float* dqr = dq + row;
-          std::fill_n(dqr, d, 0.0f);
-          for (int64_t j = 0; j < n; j++) {
-            const float pj = std::exp(p[size_t(j)] - l);
-            axpy(dqr, scale * pj * (dp[size_t(j)] - D), hk.k.data() + (lo + j) * d, d);
+          for (int64_t j = j0; j < j1; j++) mx = std::max(mx, s[j] *= scale);
+          double sum = 0;
+          for (int64_t j = j0; j < j1; j++) sum += std::exp(double(s[j] - mx));
+          const float lse = mx + float(std::log(sum)), D = w.delta[size_t(pos)];
+          for (int64_t j = 0; j < nk; j++) {
+            const bool seen = j >= j0 && j < j1;
+            p[j] = seen ? std::exp(s[j] - lse) : 0.0f;
+            dp[j] = seen ? scale * p[j] * (dp[j] - D) : 0.0f;  // dS
           }
-          lse[size_t(t * H + h)] = l;
-          delta[size_t(t * H + h)] = D;
         }
+        // dQ_tile = dS · K_keys
+        matmul_transposed(w.dp.data(), m, nk, kk, DType::F32, d, w.dq.data() + r0 * d, false, pool);
+        // dK_keys += dSᵀ · Q_tile, dV_keys += Pᵀ · dO_tile
+        transpose(w.dp.data(), m, nk, w.t.data());
+        matmul_transposed(w.t.data(), nk, m, qt, DType::F32, d, w.dk.data() + lo * d, true, pool);
+        transpose(w.p.data(), m, nk, w.t.data());
+        matmul_transposed(w.t.data(), nk, m, dot_, DType::F32, d, w.dv.data() + lo * d, true, pool);
+      }
+      for (int64_t i = 0; i < n; i++) {
+        const int64_t row = ((sq.first_row + i) * H + h) * d;
+        std::copy_n(w.dq.data() + i * d, d, dq + row);
+        std::copy_n(w.dk.data() + i * d, d, dk_heads.data() + row);
+        std::copy_n(w.dv.data() + i * d, d, dv_heads.data() + row);
       }
     }
   });
-
-  // Pass 2: dk, dv per key row, over the queries that see it.
-  const std::vector<Item> k_items = items_of(kKeyTile);
-  pool.parallel_for(int64_t(k_items.size()), grain_for(kKeyTile), [&](int64_t i0, int64_t i1) {
-    HeadKv hk;
-    std::vector<float> p(static_cast<size_t>(kKeyTile)), dp(static_cast<size_t>(kKeyTile));
-    for (int64_t it = i0; it < i1; it++) {
-      const Item& item = k_items[size_t(it)];
-      const Seq& s = seqs[item.seq];
-      hk.load_from<KvT>(kv, layer, b, s, item.head);
-      for (int64_t j = item.p0; j < item.p1; j++) {
-        std::fill_n(dk + ((s.first_row + j) * Hkv + item.head) * d, d, 0.0f);
-        std::fill_n(dv + ((s.first_row + j) * Hkv + item.head) * d, d, 0.0f);
-      }
-      const int64_t q_end = last_query(item.p1 - 1, s.len) + 1;
-      for (int64_t qp = item.p0; qp < q_end; qp++) {
-        // Keys of the tile this query sees: [max(p0, first_key(qp)), min(p1, qp + 1)).
-        const int64_t j0 = std::max(item.p0, first_key(qp)), j1 = std::min(item.p1, qp + 1);
-        if (j0 >= j1) continue;
-        const int64_t n = j1 - j0, t = s.first_row + qp;
-        for (int64_t g = 0; g < G; g++) {
-          const int64_t h = item.head * G + g, row = (t * H + h) * d;
-          scores(q + row, hk.kt.data(), d, s.len, j0, n, p.data());
-          scores(dout + row, hk.vt.data(), d, s.len, j0, n, dp.data());
-          const float l = lse[size_t(t * H + h)], D = delta[size_t(t * H + h)];
-          for (int64_t j = 0; j < n; j++) {
-            const float pij = std::exp(scale * p[size_t(j)] - l);
-            const int64_t key_row = ((s.first_row + j0 + j) * Hkv + item.head) * d;
-            axpy(dv + key_row, pij, dout + row, d);
-            axpy(dk + key_row, scale * pij * (dp[size_t(j)] - D), q + row, d);
-          }
+  // dK, dV of each KV head: its G query heads' shares in head order.
+  pool.parallel_for(T, 16, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; t++) {
+      for (int64_t kh = 0; kh < Hkv; kh++) {
+        float* gk = dk + (t * Hkv + kh) * d;
+        float* gv = dv + (t * Hkv + kh) * d;
+        std::copy_n(dk_heads.data() + (t * H + kh * G) * d, d, gk);
+        std::copy_n(dv_heads.data() + (t * H + kh * G) * d, d, gv);
+        for (int64_t g = 1; g < G; g++) {
+          const float* sk = dk_heads.data() + (t * H + kh * G + g) * d;
+          const float* sv = dv_heads.data() + (t * H + kh * G + g) * d;
+          for (int64_t i = 0; i < d; i++) gk[i] += sk[i], gv[i] += sv[i];
         }
       }
     }
