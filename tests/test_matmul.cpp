@@ -213,9 +213,10 @@ TEST_CASE("matmul: every path matches the reference and is deterministic across 
   MESSAGE(calls << " kernel calls checked");
 }
 
-TEST_CASE("matmul: weights read transposed, with and without accumulation, on every GEMM path") {
-  // y (+)= x · w with w stored [K, N] (a projection's input gradient): checked against the
-  // reference on the explicitly transposed copy, plus y's old value when accumulating.
+TEST_CASE("matmul: weights (and x) read transposed, with and without accumulation, on every GEMM path") {
+  // y (+)= x · w with w stored [K, N] (a projection's input gradient), x as [T, K] or stored
+  // [K, T] (a weight gradient's dyᵀ): checked against the reference on explicitly transposed
+  // copies, plus y's old value when accumulating.
   std::vector<Variant> gemms;
   for (const Variant& v : variants()) {
     if (v.path.algo == Algo::Gemm && !v.path.bf16_dot) gemms.push_back(v);
@@ -234,7 +235,11 @@ TEST_CASE("matmul: weights read transposed, with and without accumulation, on ev
         const std::vector<float> x = random_vec(size_t(T * s.K), rng), y0 = random_vec(size_t(T * s.N), rng);
         std::vector<float> ref(size_t(T * s.N));
         matmul_reference(x.data(), T, s.K, w_f.data(), DType::F32, s.N, nullptr, ref.data());
-        for (const bool accumulate : {false, true}) {
+        std::vector<float> xt(x.size());  // [K, T]
+        for (int64_t t = 0; t < T; t++) {
+          for (int64_t k = 0; k < s.K; k++) xt[size_t(k * T + t)] = x[size_t(t * s.K + k)];
+        }
+        for (const bool accumulate : {false, true}) for (const bool x_transposed : {false, true}) {
           std::vector<float> want = ref;
           if (accumulate) {
             for (size_t i = 0; i < want.size(); i++) want[i] += y0[i];
@@ -243,14 +248,15 @@ TEST_CASE("matmul: weights read transposed, with and without accumulation, on ev
             std::vector<float> first;
             for (int threads = 1; threads <= 3; threads++) {
               std::vector<float> y = y0;
-              MatmulArgs a{x.data(), T, s.K, wt.data(), dt, s.N, nullptr, y.data()};
+              MatmulArgs a{(x_transposed ? xt : x).data(), T, s.K, wt.data(), dt, s.N, nullptr, y.data()};
               a.w_transposed = true;
+              a.x_transposed = x_transposed;
               a.accumulate = accumulate;
               detail::matmul_with(a, v.path, pool(threads));
               calls++;
               std::string where;
               INFO(v.name, " ", dtype_name(dt), " T=", T, " K=", s.K, " N=", s.N, " accumulate=", accumulate,
-                   " threads=", threads);
+                   " x_transposed=", x_transposed, " threads=", threads);
               REQUIRE(count_bad(y.data(), want.data(), T, s.N, s.K + 1, &where) == 0);
               if (threads == 1) first = y;
               else REQUIRE(std::memcmp(first.data(), y.data(), y.size() * 4) == 0);
@@ -270,7 +276,7 @@ TEST_CASE("matmul: weights read transposed, with and without accumulation, on ev
     for (int n = 0; n < 24; n++) w_f[size_t(n * 40 + k)] = wt_f[size_t(k * 24 + n)];
   }
   matmul_reference(x.data(), 64, 40, w_f.data(), DType::F32, 24, nullptr, ref.data());
-  matmul_transposed(x.data(), 64, 40, wt.data(), DType::BF16, 24, y.data(), false, pool(2));
+  matmul_transposed(x.data(), 64, 40, wt.data(), DType::BF16, 24, y.data(), {}, pool(2));
   CHECK(count_bad(y.data(), ref.data(), 64, 24, 40, nullptr) == 0);
 }
 

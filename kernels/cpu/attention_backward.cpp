@@ -36,18 +36,6 @@ TILLER_CLONES float dot(const float* a, const float* b, int64_t n) {
   return s;
 }
 
-// dst [cols, rows] = src [rows, cols]ᵀ
-void transpose(const float* src, int64_t rows, int64_t cols, float* dst) {
-  constexpr int64_t kTile = 16;
-  for (int64_t r0 = 0; r0 < rows; r0 += kTile) {
-    for (int64_t c0 = 0; c0 < cols; c0 += kTile) {
-      for (int64_t r = r0; r < std::min(rows, r0 + kTile); r++) {
-        for (int64_t c = c0; c < std::min(cols, c0 + kTile); c++) dst[c * rows + r] = src[r * cols + c];
-      }
-    }
-  }
-}
-
 inline float load(const float* p, int64_t i) { return p[i]; }
 inline float load(const uint16_t* p, int64_t i) { return bf16_to_f32(p[i]); }
 
@@ -61,7 +49,7 @@ struct Scratch {
   std::vector<float> q, o, dout;   // [len, d]: the query head's rows, gathered contiguous
   std::vector<float> dq, dk, dv;   // [len, d]
   std::vector<float> delta;        // [len]
-  std::vector<float> s, p, dp, t;  // [kQueryTile, keys]; t: a transposed [keys, kQueryTile]
+  std::vector<float> s, p, dp;     // [kQueryTile, keys]
 
   template <typename KvT>
   void load_kv(const KvStore& kv, int layer, const BatchLayout& b, const Seq& sq, int64_t head) {
@@ -112,7 +100,7 @@ void attention_backward_typed(const float* q, const KvStore& kv, int layer, int6
 
       for (int64_t r0 = 0; r0 < n; r0 += kQueryTile) {
         const int64_t m = std::min(kQueryTile, n - r0), lo = first_key(r0), nk = r0 + m - lo;  // keys [lo, r0 + m)
-        for (auto* v : {&w.s, &w.p, &w.dp, &w.t}) v->resize(size_t(m * nk));
+        for (auto* v : {&w.s, &w.p, &w.dp}) v->resize(size_t(m * nk));
         const float *qt = w.q.data() + r0 * d, *dot_ = w.dout.data() + r0 * d;
         const float *kk = w.k.data() + lo * d, *vv = w.v.data() + lo * d;
         matmul(qt, m, d, kk, DType::F32, nk, nullptr, w.s.data(), pool);     // S  [m, nk]
@@ -134,12 +122,11 @@ void attention_backward_typed(const float* q, const KvStore& kv, int layer, int6
           }
         }
         // dQ_tile = dS · K_keys
-        matmul_transposed(w.dp.data(), m, nk, kk, DType::F32, d, w.dq.data() + r0 * d, false, pool);
-        // dK_keys += dSᵀ · Q_tile, dV_keys += Pᵀ · dO_tile
-        transpose(w.dp.data(), m, nk, w.t.data());
-        matmul_transposed(w.t.data(), nk, m, qt, DType::F32, d, w.dk.data() + lo * d, true, pool);
-        transpose(w.p.data(), m, nk, w.t.data());
-        matmul_transposed(w.t.data(), nk, m, dot_, DType::F32, d, w.dv.data() + lo * d, true, pool);
+        matmul_transposed(w.dp.data(), m, nk, kk, DType::F32, d, w.dq.data() + r0 * d, {}, pool);
+        // dK_keys += dSᵀ · Q_tile, dV_keys += Pᵀ · dO_tile (dS and P read as stored, [m, nk])
+        const TransposedMatmul add_t{.x_transposed = true, .accumulate = true};
+        matmul_transposed(w.dp.data(), nk, m, qt, DType::F32, d, w.dk.data() + lo * d, add_t, pool);
+        matmul_transposed(w.p.data(), nk, m, dot_, DType::F32, d, w.dv.data() + lo * d, add_t, pool);
       }
       for (int64_t i = 0; i < n; i++) {
         const int64_t row = ((sq.first_row + i) * H + h) * d;

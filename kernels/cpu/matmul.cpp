@@ -120,6 +120,7 @@ void run_gemv(const MatmulArgs& a, const MatmulPath& path, ThreadPool& pool) {
 struct GemmJob {
   const MatmulArgs& a;
   const GemmKernel& g;
+  void (*pack_x)(const float*, int64_t, int64_t, void*, int64_t, int64_t);
   void* xp;
   int parts;
   int64_t tblocks, panels;
@@ -134,6 +135,8 @@ void part_range(int64_t count, int t, int parts, int64_t* b0, int64_t* b1) {
 
 void run_gemm(const MatmulArgs& a, const MatmulPath& path, Algo algo, ThreadPool& pool) {
   const GemmKernel& g = gemm_for(path, a.w_type, algo);
+  const auto pack_x = a.x_transposed ? g.pack_x_transposed : g.pack_x;
+  TILLER_CHECK(pack_x, "matmul: this kernel cannot read x transposed");
   const int64_t tblocks = (a.T + g.mr - 1) / g.mr;
   const int64_t panels = (a.N + g.nr - 1) / g.nr;
   void* xp = thread_scratch(0, g.packed_x_bytes(a.T, a.K));
@@ -141,20 +144,20 @@ void run_gemm(const MatmulArgs& a, const MatmulPath& path, Algo algo, ThreadPool
   const int parts = useful_threads(pool, flops, path.split_always ? 1 : kGemmMinFlopsPerThread,
                                    std::max(tblocks, panels));
   if (parts == 1) {
-    g.pack_x(a.x, a.T, a.K, xp, 0, tblocks);
+    pack_x(a.x, a.T, a.K, xp, 0, tblocks);
     g.compute(a, xp, 0, a.N, 0, tblocks);
     return;
   }
-  const GemmJob job{a, g, xp, parts, tblocks, panels};
+  const GemmJob job{a, g, pack_x, xp, parts, tblocks, panels};
   // Every thread reads all of x, so pack it first (in parallel when it is big), then split the
   // outputs.
   if (a.T * a.K <= kSerialPackElems) {
-    g.pack_x(a.x, a.T, a.K, xp, 0, tblocks);
+    pack_x(a.x, a.T, a.K, xp, 0, tblocks);
   } else {
     pool.run([&job](int t, int) {
       int64_t b0, b1;
       part_range(job.tblocks, t, int(std::min<int64_t>(job.parts, job.tblocks)), &b0, &b1);
-      if (b0 < b1) job.g.pack_x(job.a.x, job.a.T, job.a.K, job.xp, b0, b1);
+      if (b0 < b1) job.pack_x(job.a.x, job.a.T, job.a.K, job.xp, b0, b1);
     });
   }
   // Split over weight panels (each thread then reads its own weights once); only when there are
@@ -262,7 +265,7 @@ void matmul_with(const MatmulArgs& a, const MatmulPath& path, ThreadPool& pool) 
     }
     return;
   }
-  if (a.w_transposed || a.accumulate) {  // only the packed F32 GEMM reads w as [K, N] or adds to y
+  if (a.w_transposed || a.x_transposed || a.accumulate) {  // only the packed F32 GEMM reads these layouts
     TILLER_CHECK(is_float(a.w_type), "matmul: transposed or accumulating weights must be F32, F16 or BF16, found ",
                  dtype_name(a.w_type));
     MatmulPath f32 = path;
@@ -287,11 +290,12 @@ void matmul(const float* x, int64_t T, int64_t K, const void* w, DType w_type, i
 }
 
 void matmul_transposed(const float* x, int64_t T, int64_t K, const void* w, DType w_type, int64_t N, float* y,
-                       bool accumulate, ThreadPool& pool) {
+                       TransposedMatmul how, ThreadPool& pool) {
   static const detail::MatmulPath path = detail::default_path();
   detail::MatmulArgs a{x, T, K, w, w_type, N, nullptr, y};
   a.w_transposed = true;
-  a.accumulate = accumulate;
+  a.x_transposed = how.x_transposed;
+  a.accumulate = how.accumulate;
   detail::matmul_with(a, path, pool);
 }
 

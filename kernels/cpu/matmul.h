@@ -32,11 +32,16 @@ void matmul(const float* x, int64_t T, int64_t K, const void* w, DType w_type, i
             const float* bias, float* y, ThreadPool& pool);
 
 // y[T, N] (+)= x[T, K] · w[K, N]: the weights stored transposed, as a projection's own [out, in]
-// matrix is when its input gradient dx = dy · W is wanted, so no copy of W is made. Always the
-// packed F32 GEMM (F16/BF16 widened exactly; x exact), one summation order per output, any T.
-//   accumulate: y += x · w (y is read), else y = x · w
+// matrix is when its input gradient dx = dy · W is wanted, so no copy of W is made; with
+// x_transposed, x too is stored transposed, [K, T], as dy is in a weight gradient dW = dyᵀ · x.
+// Always the packed F32 GEMM (F16/BF16 widened exactly; x exact), one summation order per
+// output, any T. accumulate: y += ... (y is read), else y = ...
+struct TransposedMatmul {
+  bool x_transposed = false;
+  bool accumulate = false;
+};
 void matmul_transposed(const float* x, int64_t T, int64_t K, const void* w, DType w_type, int64_t N, float* y,
-                       bool accumulate, ThreadPool& pool);
+                       TransposedMatmul how, ThreadPool& pool);
 
 // Several projections of the same x (q/k/v, gate/up) in one parallel region: the same results as
 // one matmul() per target, with one thread dispatch instead of several. Decode steps are a few

@@ -246,6 +246,6 @@ void gemv_avx2(const MatmulArgs& a, int64_t n0, int64_t n1) {
 }
 
 const GemmKernel kGemmAvx2 = {Avx2Kern::kMR, Avx2Kern::kNR, packed_x_bytes_f32<Avx2Kern::kMR>,
-                              pack_x_f32<Avx2Kern::kMR>, compute};
+                              pack_x_f32<Avx2Kern::kMR>, pack_x_f32_transposed<Avx2Kern::kMR>, compute};
 
 }  // namespace tiller::cpu::detail

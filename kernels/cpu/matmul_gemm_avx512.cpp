@@ -248,7 +248,8 @@ void compute_bf16(const MatmulArgs& a, const void* xp, int64_t n0, int64_t n1, i
 
 }  // namespace
 
-const GemmKernel kGemmAvx512 = {kMR, kNR, packed_x_bytes_f32<kMR>, pack_x_f32_t16, compute_f32};
-const GemmKernel kGemmAvx512Bf16 = {kMR, kNR, packed_x_bytes_bf16, pack_x_bf16, compute_bf16};
+const GemmKernel kGemmAvx512 = {kMR, kNR, packed_x_bytes_f32<kMR>, pack_x_f32_t16, pack_x_f32_transposed<kMR>,
+                                compute_f32};
+const GemmKernel kGemmAvx512Bf16 = {kMR, kNR, packed_x_bytes_bf16, pack_x_bf16, nullptr, compute_bf16};
 
 }  // namespace tiller::cpu::detail

@@ -33,6 +33,21 @@ void pack_x_f32(const float* x, int64_t T, int64_t K, void* xp_, int64_t tb0, in
   }
 }
 
+// The same from x stored transposed, xt [K, T]: each packed k row is a contiguous run of xt.
+template <int MR>
+void pack_x_f32_transposed(const float* xt, int64_t T, int64_t K, void* xp_, int64_t tb0, int64_t tb1) {
+  float* xp = static_cast<float*>(xp_);
+  for (int64_t b = tb0; b < tb1; b++) {
+    float* dst = xp + b * K * MR;
+    const int64_t t0 = b * MR, m = T - t0 < MR ? T - t0 : MR;
+    for (int64_t k = 0; k < K; k++) {
+      const float* src = xt + k * T + t0;
+      for (int64_t i = 0; i < m; i++) dst[k * MR + i] = src[i];
+      for (int64_t i = m; i < MR; i++) dst[k * MR + i] = 0.0f;
+    }
+  }
+}
+
 template <int MR>
 size_t packed_x_bytes_f32(int64_t T, int64_t K) {
   return size_t((T + MR - 1) / MR) * MR * size_t(K) * sizeof(float);

@@ -101,6 +101,6 @@ void compute(const MatmulArgs& a, const void* xp_, int64_t n0, int64_t n1, int64
 
 }  // namespace
 
-const GemmKernel kGemvDotAvx512Bf16 = {1, 16, packed_x_bytes, pack_x, compute};
+const GemmKernel kGemvDotAvx512Bf16 = {1, 16, packed_x_bytes, pack_x, nullptr, compute};
 
 }  // namespace tiller::cpu::detail

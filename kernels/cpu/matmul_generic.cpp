@@ -149,6 +149,6 @@ void gemv_generic(const MatmulArgs& a, int64_t n0, int64_t n1) {
 
 const GemmKernel kGemmGeneric = {GenericKern::kMR, GenericKern::kNR,
                                  packed_x_bytes_f32<GenericKern::kMR>, pack_x_f32<GenericKern::kMR>,
-                                 gemm_generic_compute};
+                                 pack_x_f32_transposed<GenericKern::kMR>, gemm_generic_compute};
 
 }  // namespace tiller::cpu::detail

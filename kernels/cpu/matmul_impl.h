@@ -36,7 +36,8 @@ struct MatmulArgs {
   // w stored [K, N] instead: a projection's [out, in] weight read as its transpose (the input
   // gradient dx = dy · W). Only the packed F32 GEMM reads it this way.
   bool w_transposed = false;
-  bool accumulate = false;  // y += x · wᵀ (+ bias) instead of y = ...; the packed F32 GEMM only
+  bool x_transposed = false;  // x stored [K, T] instead (a weight gradient's dyᵀ); the F32 GEMM only
+  bool accumulate = false;    // y += x · wᵀ (+ bias) instead of y = ...; the packed F32 GEMM only
 };
 
 enum class Algo { Auto, Gemv, Gemm, GemvDot };  // GemvDot: Gemv unless BF16 + bf16_dot
@@ -75,6 +76,8 @@ struct GemmKernel {
   size_t (*packed_x_bytes)(int64_t T, int64_t K);
   // Packs the T blocks [tb0, tb1) of x (block b holds rows [b * mr, b * mr + mr)).
   void (*pack_x)(const float* x, int64_t T, int64_t K, void* xp, int64_t tb0, int64_t tb1);
+  // The same from x stored transposed, [K, T] (MatmulArgs::x_transposed); null where unsupported.
+  void (*pack_x_transposed)(const float* xt, int64_t T, int64_t K, void* xp, int64_t tb0, int64_t tb1);
   // y[rows of blocks tb0..tb1, n0:n1] from the packed x; n0 is a multiple of nr.
   void (*compute)(const MatmulArgs& a, const void* xp, int64_t n0, int64_t n1, int64_t tb0,
                   int64_t tb1);
