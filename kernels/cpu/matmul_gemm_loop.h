@@ -6,7 +6,6 @@
 #pragma once
 
 #include <cstdint>
-#include <cstring>
 #include <type_traits>
 
 #include "kernels/cpu/matmul_impl.h"
@@ -87,8 +86,13 @@ void pack_w_transposed(const MatmulArgs& a, const WSlice& cur, float* wp) {
   for (int64_t k = 0; k < cur.kc; k++) {
     const char* src = w + (size_t(cur.k0 + k) * size_t(a.N) + size_t(cur.n)) * es;
     float* dst = wp + k * NR;
-    if (a.w_type == DType::F32) {
-      std::memcpy(dst, src, size_t(cur.rows) * sizeof(float));
+    if (a.w_type == DType::F32) {  // a fixed-length copy for full panels: a few vector moves, no call
+      const auto* f = reinterpret_cast<const float*>(src);
+      if (cur.rows == NR) {
+        for (int j = 0; j < NR; j++) dst[j] = f[j];
+      } else {
+        for (int j = 0; j < cur.rows; j++) dst[j] = f[j];
+      }
     } else if (a.w_type == DType::BF16) {
       const auto* h = reinterpret_cast<const uint16_t*>(src);
       for (int j = 0; j < cur.rows; j++) dst[j] = bf16_to_f32(h[j]);
