@@ -14,6 +14,7 @@ struct CpuFeatures {
   bool avx2 = false;         // with FMA and F16C
   bool avx512 = false;       // F, BW, VL, DQ
   bool avx512_bf16 = false;  // vdpbf16ps
+  bool avx512_vnni = false;  // vpdpbusd (int8 dot products)
   bool amx_bf16 = false;     // tile matrix units (detected and reported; used where implemented)
   IsaLevel level = IsaLevel::Generic;  // after the TILLER_CPU_ISA cap
 

@@ -38,7 +38,12 @@ GemvFn gemv_for(IsaLevel level) {
 }
 
 QGemvFn qgemv_for(IsaLevel level) {
-  return level == IsaLevel::Generic ? qgemv_generic : qgemv_avx2;  // AVX-512 CPUs run the AVX2 kernel
+  switch (level) {
+    case IsaLevel::Avx512: return cpu_features().avx512_vnni ? qgemv_avx512vnni : qgemv_avx2;
+    case IsaLevel::Avx2: return qgemv_avx2;
+    case IsaLevel::Generic: break;
+  }
+  return qgemv_generic;
 }
 
 const GemmKernel& gemm_for(const MatmulPath& path, DType w_type, Algo algo) {

@@ -6,7 +6,7 @@
 //   w_i = a·q_i + b (per 32-value sub-block; Q6_K: a per 16),  x_i ≈ dx·p_i,  s = dx·Σp
 //   Σ_i w_i x_i ≈ (a·dx)·Σ q_i p_i + b·s
 //
-// Per-ISA kernels live in qmatmul_{generic,avx2}.cpp; matmul.cpp chooses them. Large T takes the
+// Per-ISA kernels live in qmatmul_{generic,avx2,avx512vnni}.cpp; matmul.cpp chooses them. Large T takes the
 // packed GEMM instead (weights dequantized exactly into its F32 panels, x exact).
 #pragma once
 
@@ -50,5 +50,6 @@ constexpr bool qgemv_reads(DType t) {
 // y[:, n0:n1] for all T rows, on the calling thread.
 void qgemv_generic(const QGemvArgs& a, int64_t n0, int64_t n1);
 void qgemv_avx2(const QGemvArgs& a, int64_t n0, int64_t n1);
+void qgemv_avx512vnni(const QGemvArgs& a, int64_t n0, int64_t n1);  // Q4_0/Q8_0, T >= 2; else the AVX2 kernel
 
 }  // namespace tiller::cpu::detail
