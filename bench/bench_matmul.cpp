@@ -135,7 +135,7 @@ detail::MatmulPath make_path(const Options& o) {
   } else if (!o.isa.empty()) {
     fail("--isa ", o.isa, ": expected generic, avx2, avx512 or avx512-nobf16");
   }
-  p.bf16_dot = p.level == IsaLevel::Avx512 && f.avx512_bf16 && o.isa != "avx512-nobf16";
+  p.bf16_dot = p.level == IsaLevel::Avx512 && f.avx512_bf16 && o.isa != "avx512-nobf16";  // even where not the default
   p.algo = o.algo;
   return p;
 }

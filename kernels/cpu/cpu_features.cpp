@@ -55,6 +55,8 @@ CpuFeatures detect_hardware() {
   f.avx512 = f.avx2 && os_avx512 && bit(l7.b, 16) /*F*/ && bit(l7.b, 17) /*DQ*/ &&
              bit(l7.b, 30) /*BW*/ && bit(l7.b, 31) /*VL*/;
   f.avx512_bf16 = f.avx512 && bit(l7s1.a, 5);
+  const Regs l0 = cpuid(0, 0);  // vendor: "AuthenticAMD" in ebx, edx, ecx
+  f.fast_bf16_dot = f.avx512_bf16 && l0.b == 0x68747541 && l0.d == 0x69746e65 && l0.c == 0x444d4163;
   f.avx512_vnni = f.avx512 && bit(l7.c, 11);
   f.amx_bf16 = os_amx && bit(l7.d, 22) && bit(l7.d, 24);
   return f;
@@ -104,7 +106,7 @@ CpuFeatures detect() {
 std::string CpuFeatures::describe() const {
   std::string s = level_name(level);
   std::string extras;
-  if (level == IsaLevel::Avx512 && avx512_bf16) extras = "avx512_bf16";
+  if (level == IsaLevel::Avx512 && avx512_bf16) extras = fast_bf16_dot ? "avx512_bf16" : "avx512_bf16 not used: no faster than FMA";
   if (level == IsaLevel::Avx512 && avx512_vnni) extras += std::string(extras.empty() ? "" : ", ") + "avx512_vnni";
   if (amx_bf16) extras += std::string(extras.empty() ? "" : ", ") + "amx_bf16 detected";
   const IsaLevel hw = hardware_level(*this);

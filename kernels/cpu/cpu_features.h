@@ -14,6 +14,11 @@ struct CpuFeatures {
   bool avx2 = false;         // with FMA and F16C
   bool avx512 = false;       // F, BW, VL, DQ
   bool avx512_bf16 = false;  // vdpbf16ps
+  // vdpbf16ps does twice the F32 FMA's work per cycle: AMD's cores (Zen 4 measured: the BF16 dot
+  // kernels win). Intel's run it at the FMA rate, so the dot GEMM loses to widening BF16 weights
+  // into the F32 GEMM (measured on a 2-core Xeon: 163 vs 285 GFLOP/s at T = 512) and x is better
+  // kept exact there.
+  bool fast_bf16_dot = false;
   bool avx512_vnni = false;  // vpdpbusd (int8 dot products)
   bool amx_bf16 = false;     // tile matrix units (detected and reported; used where implemented)
   IsaLevel level = IsaLevel::Generic;  // after the TILLER_CPU_ISA cap

@@ -206,7 +206,7 @@ MatmulPath default_path() {
   const CpuFeatures& f = cpu_features();
   MatmulPath p;
   p.level = f.level;
-  p.bf16_dot = f.level == IsaLevel::Avx512 && f.avx512_bf16;
+  p.bf16_dot = f.level == IsaLevel::Avx512 && f.avx512_bf16 && f.fast_bf16_dot;
   return p;
 }
 

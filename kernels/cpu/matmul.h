@@ -5,9 +5,10 @@
 // The implementation is chosen at run time from the CPU's instruction sets (cpu_features.h).
 //
 // Precision: weights are always widened exactly. x is used exactly (F32 FMA) except for BF16
-// weights on CPUs with AVX512_BF16 once T >= 8: there x is rounded to BF16 (round to nearest even,
-// as torch's .to(bfloat16)) so vdpbf16ps can do the products (exact in F32) at twice the FMA rate
-// (vdpbf16ps also reads BF16 denormals, below ~1e-38, as zero).
+// weights on CPUs where vdpbf16ps runs at twice the FMA rate (CpuFeatures::fast_bf16_dot: AMD's
+// AVX512_BF16 cores) once T >= 8: there x is rounded to BF16 (round to nearest even, as torch's
+// .to(bfloat16)) so vdpbf16ps can do the products (exact in F32) (vdpbf16ps also reads BF16
+// denormals, below ~1e-38, as zero).
 // HF runs BF16 models with BF16 activations, so this stays closer to the reference than it looks;
 // decode steps (T < 8) keep x exact. Which algorithm runs depends on T (and K), never on the
 // thread count, and each output has one fixed summation order: results are bitwise reproducible
