@@ -101,10 +101,10 @@ void attention_backward_typed(const float* q, const KvStore& kv, int layer, int6
       for (int64_t r0 = 0; r0 < n; r0 += kQueryTile) {
         const int64_t m = std::min(kQueryTile, n - r0), lo = first_key(r0), nk = r0 + m - lo;  // keys [lo, r0 + m)
         for (auto* v : {&w.s, &w.p, &w.dp}) v->resize(size_t(m * nk));
-        const float *qt = w.q.data() + r0 * d, *dot_ = w.dout.data() + r0 * d;
+        const float *q_tile = w.q.data() + r0 * d, *dout_tile = w.dout.data() + r0 * d;
         const float *kk = w.k.data() + lo * d, *vv = w.v.data() + lo * d;
-        matmul(qt, m, d, kk, DType::F32, nk, nullptr, w.s.data(), pool);     // S  [m, nk]
-        matmul(dot_, m, d, vv, DType::F32, nk, nullptr, w.dp.data(), pool);  // dP [m, nk]
+        matmul(q_tile, m, d, kk, DType::F32, nk, nullptr, w.s.data(), pool);     // S  [m, nk]
+        matmul(dout_tile, m, d, vv, DType::F32, nk, nullptr, w.dp.data(), pool);  // dP [m, nk]
         for (int64_t i = 0; i < m; i++) {
           const int64_t pos = r0 + i, j0 = first_key(pos) - lo, j1 = pos - lo + 1;  // keys seen, in [0, nk)
           float* s = w.s.data() + i * nk;
@@ -125,8 +125,8 @@ void attention_backward_typed(const float* q, const KvStore& kv, int layer, int6
         matmul_transposed(w.dp.data(), m, nk, kk, DType::F32, d, w.dq.data() + r0 * d, {}, pool);
         // dK_keys += dSᵀ · Q_tile, dV_keys += Pᵀ · dO_tile (dS and P read as stored, [m, nk])
         const TransposedMatmul add_t{.x_transposed = true, .accumulate = true};
-        matmul_transposed(w.dp.data(), nk, m, qt, DType::F32, d, w.dk.data() + lo * d, add_t, pool);
-        matmul_transposed(w.p.data(), nk, m, dot_, DType::F32, d, w.dv.data() + lo * d, add_t, pool);
+        matmul_transposed(w.dp.data(), nk, m, q_tile, DType::F32, d, w.dk.data() + lo * d, add_t, pool);
+        matmul_transposed(w.p.data(), nk, m, dout_tile, DType::F32, d, w.dv.data() + lo * d, add_t, pool);
       }
       for (int64_t i = 0; i < n; i++) {
         const int64_t row = ((sq.first_row + i) * H + h) * d;
