@@ -1,13 +1,7 @@
 // AVX2 + FMA + F16C matmul kernels: the weight-streaming GEMV for small T and a packed 6 x 16 F32
 // GEMM for large T (F16/BF16 weight panels widened while packing).
 // Compiled with -mavx2 -mfma -mf16c; only called when cpu_features() reports avx2.
-// GCC 12's AVX-512 headers trip -Wuninitialized on their own _mm512_undefined_*() (GCC PR 105593);
-// the warning is attributed to the header's lines, so silencing it around the include is enough.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
+#include "kernels/cpu/intrinsics.h"
 
 #include <cstdint>
 #include <cstring>

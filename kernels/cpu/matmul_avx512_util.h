@@ -2,13 +2,7 @@
 // AVX-512 enabled, and everything here has internal linkage so no copy leaks into baseline code).
 #pragma once
 
-// GCC 12's AVX-512 headers trip -Wuninitialized on their own _mm512_undefined_*() (GCC PR 105593);
-// the warning is attributed to the header's lines, so silencing it around the include is enough.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
+#include "kernels/cpu/intrinsics.h"
 
 #include <cstdint>
 

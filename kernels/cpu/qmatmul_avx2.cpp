@@ -2,11 +2,7 @@
 // dotted with the 8-bit x of every row in the pass (vpmaddubsw: unsigned weights straight, signed
 // ones through the sign trick), the int32 sums widened and scaled by a·dx in F32, and b·s added.
 // Compiled with -mavx2 -mfma -mf16c; only called when cpu_features() reports avx2.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
+#include "kernels/cpu/intrinsics.h"
 
 #include <cstdint>
 #include <cstring>

@@ -13,11 +13,7 @@
 // the weights up to F32 rounding (qmatmul_impl.h), like the AVX2 kernel.
 // Other types, a single row of x, and rows past the last whole sixteen go to the AVX2 kernel.
 // Compiled with AVX-512 F/BW/VL/DQ + VNNI; only called when cpu_features() reports avx512_vnni.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
+#include "kernels/cpu/intrinsics.h"
 
 #include <cstdint>
 #include <vector>
