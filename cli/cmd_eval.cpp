@@ -1,17 +1,14 @@
 // tiller eval: violation rates of the base model and steering profiles on a safety set, judged,
 // with intervals (METHODS §4). Everything that can be wrong with the input is refused before the
 // first token is generated.
-#include <pthread.h>
-#include <signal.h>
-
 #include <atomic>
 #include <cstdio>
 #include <fstream>
-#include <thread>
 
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/serving_common.h"
+#include "cli/stop_signals.h"
 #include "eval/dataset.h"
 #include "eval/eval_report.h"
 #include "eval/eval_run.h"
@@ -98,15 +95,7 @@ const Command& eval_command() {
 }
 
 int run_eval_command(const Args& args) {
-  // Signals go to a watcher thread: block them before any thread starts.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  signal(SIGINT, SIG_DFL);
-  signal(SIGTERM, SIG_DFL);
-  signal(SIGPIPE, SIG_IGN);
+  StopSignals stop_signals;  // before any thread starts
 
   // --- Everything checkable without the model: flags, dataset, profiles named ---
   const std::filesystem::path out_dir = args.required("--out");
@@ -196,32 +185,12 @@ int run_eval_command(const Args& args) {
   }
 
   // --- Run, with Ctrl-C stopping cleanly (a second one at once) ---
-  std::atomic<bool> stop{false}, done{false};
-  std::thread watcher([&] {
-    const timespec tick{0, 200 * 1000 * 1000};
-    while (!done) {
-      const int sig = sigtimedwait(&signals, nullptr, &tick);
-      if (sig != SIGINT && sig != SIGTERM) continue;
-      std::fprintf(stderr, "\ntiller eval: %s received; stopping and keeping every answer (signal again to quit now)\n",
-                   sig == SIGINT ? "SIGINT" : "SIGTERM");
-      stop = true;
-      std::thread([signals] {
-        sigset_t again = signals;
-        int next = 0;
-        sigwait(&again, &next);
-        std::_Exit(128 + next);
-      }).detach();
-      return;
-    }
+  std::atomic<bool> stop{false};
+  const StopWatcher watcher = stop_signals.watch([&](const char* signal_name) {
+    std::fprintf(stderr, "\ntiller eval: %s received; stopping and keeping every answer (signal again to quit now)\n",
+                 signal_name);
+    stop = true;
   });
-  struct JoinWatcher {
-    std::atomic<bool>& done;
-    std::thread& t;
-    ~JoinWatcher() {
-      done = true;
-      if (t.joinable()) t.join();
-    }
-  } join_watcher{done, watcher};
 
   eval::EvalRun run;
   run.out_dir = out_dir;

@@ -1,14 +1,10 @@
 // tiller serve: the OpenAI-compatible HTTP server over the continuous-batching scheduler.
-#include <pthread.h>
-#include <signal.h>
-
-#include <atomic>
 #include <cstdio>
-#include <thread>
 
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/serving_common.h"
+#include "cli/stop_signals.h"
 #include "engine/error.h"
 #if TILLER_HAVE_SERVER
 #include "serving/http_server.h"
@@ -52,18 +48,7 @@ const Command& serve_command() {
 
 #if TILLER_HAVE_SERVER
 int run_serve(const Args& args) {
-  // Signals go to one thread that sigwaits for them: block them before any thread starts
-  // (the backend's pool included) so every thread inherits the mask.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  // A shell starts background jobs with SIGINT ignored, and an ignored signal never reaches
-  // sigwait; blocked with the default action, it waits there for the watcher thread.
-  signal(SIGINT, SIG_DFL);
-  signal(SIGTERM, SIG_DFL);
-  signal(SIGPIPE, SIG_IGN);  // a client closing its socket must not end the process
+  StopSignals stop_signals;  // before any thread starts (the backend's pool included)
 
   serving::ServerOptions so;
   so.host = args.str("--host", "127.0.0.1");
@@ -122,27 +107,14 @@ int run_serve(const Args& args) {
     std::fprintf(stderr, "tiller serve: warning: listening beyond this machine without --api-key: anyone who can "
                          "reach %s:%d can use the model\n", so.host.c_str(), bound);
 
-  std::atomic<bool> stopped{false};
-  std::thread watcher([&] {
-    const timespec tick{0, 200 * 1000 * 1000};
-    while (!stopped) {
-      const int sig = sigtimedwait(&signals, nullptr, &tick);
-      if (sig != SIGINT && sig != SIGTERM) continue;
+  {
+    const StopWatcher watcher = stop_signals.watch([&](const char* signal_name) {
       std::fprintf(stderr, "\ntiller serve: %s received; finishing in-flight requests (up to %.0f s), signal again to stop now\n",
-                   sig == SIGINT ? "SIGINT" : "SIGTERM", grace);
-      std::thread([signals] {  // a second signal ends the process at once
-        sigset_t again = signals;
-        int next = 0;
-        sigwait(&again, &next);
-        std::_Exit(128 + next);
-      }).detach();
+                   signal_name, grace);
       server.shutdown();
-      return;
-    }
-  });
-  server.serve();
-  stopped = true;
-  watcher.join();
+    });
+    server.serve();
+  }
   const serving::Scheduler::Stats st = sched.stats();
   std::fprintf(stderr, "tiller serve: stopped after %llu requests (%llu prompt tokens, %llu generated)\n",
                (unsigned long long)st.requests_finished, (unsigned long long)st.prompt_tokens,
