@@ -1,6 +1,6 @@
 // Head attribution against an independent reference (HF transformers with a pre-hook on
 // o_proj's input, tests/fixtures/make_attribution_reference.py) on fixed prompts files, and the
-// fast (staggered-batch) path against the naive one.
+// fast (staggered-batch) path against the naive one; on a GPU machine, the same on every device backend.
 #include <cmath>
 #include <numeric>
 
@@ -9,6 +9,7 @@
 #include "models/model.h"
 #include "steering/attribution.h"
 #include "steering/head_selection.h"
+#include "test_backends.h"
 #include "test_util.h"
 
 using namespace tiller;
@@ -75,10 +76,10 @@ struct Case {
 // Runs the engine on a reference's prompts (last token, then all positions) and compares every
 // number with HF's: within 1e-4 of the largest |IE| of HF in float64 (the exact values), and within
 // 2e-4 of HF in float32, which is itself up to 1e-4 away from float64 on stories260K.
-void check_against_hf(const Case& c) {
+// Returns the engine's indirect effects, last token then all positions.
+std::pair<AttributionResult, AttributionResult> check_against_hf(const Case& c, Backend& backend) {
   const auto ref = SafetensorsFile::open(attribution_dir() / (c.name + "_reference.safetensors"));
   const ReadPromptsResult prompts = read_prompts_jsonl(attribution_dir() / (c.name + "_prompts.jsonl"), 1 << 30, 1 << 30);
-  CpuBackend backend(1);
   auto model = Model::load(c.model_dir, backend);
   const int64_t L = model->config().n_layers, H = model->config().n_heads, T = int64_t(prompts.prompts.corrupted.size());
 
@@ -107,6 +108,12 @@ void check_against_hf(const Case& c) {
     CHECK(err < (key.ends_with("f64") ? 1e-4 : 2e-4));
     CHECK(ranking_inversions(all.mean_indirect_effect(), mean_over_trials(r, T), L, H, 1e-4 * max_abs(r)) == 0);
   }
+  return {got, all};
+}
+
+void check_against_hf(const Case& c) {
+  CpuBackend backend(1);
+  check_against_hf(c, backend);
 }
 
 // Fast vs naive on the same prompts (and the fast path chunked into small forwards), on the
@@ -162,6 +169,26 @@ TEST_CASE("attribution: indirect effects match HF on the F32 fixture llama_gqa")
 TEST_CASE("attribution: indirect effects match HF on stories260K") {
   TILLER_SKIP_UNLESS(test::have_shared(), "../shared is absent (set TILLER_SHARED): no stories260K");
   check_against_hf({test::shared_dir() / "models" / "stories260K", "stories260k"});
+}
+
+TEST_CASE("device backends: attribution's indirect effects match HF and the CPU's on the F32 fixture llama_gqa") {
+  const auto devices = test::device_backends();
+  TILLER_SKIP_UNLESS(!devices.empty(), test::no_device_reason());
+  const Case c{test::fixtures_dir() / "models" / "llama_gqa", "llama_gqa"};
+  CpuBackend cpu(1);
+  const auto [cpu_last, cpu_all] = check_against_hf(c, cpu);
+  for (const auto& device : devices) {
+    CAPTURE(device.name);
+    const std::unique_ptr<Backend> backend = device.make();
+    const auto [last, all] = check_against_hf(c, *backend);
+    CHECK(relative_error(last.indirect_effect, cpu_last.indirect_effect) < 1e-4);
+    CHECK(relative_error(all.indirect_effect, cpu_all.indirect_effect) < 1e-4);
+    // The fast path against the naive one on the device (forwards of every size: GEMV and cuBLAS).
+    auto model = Model::load(c.model_dir, *backend);
+    const PromptSet p = read_prompts_jsonl(attribution_dir() / "llama_gqa_prompts.jsonl", 512, 128).prompts;
+    check_fast_equals_naive(*model, p, PatchPositions::Last, 5, 1024, 1e-4);
+    check_fast_equals_naive(*model, p, PatchPositions::All, 2, 1024, 1e-4);
+  }
 }
 
 TEST_CASE("attribution: the fast path gives the naive path's numbers") {

@@ -1,15 +1,18 @@
 // Whole-model parameter gradients against PyTorch autograd (tests/fixtures/make_train_reference.py,
 // float64) on the committed parity fixtures: LoRA on q/v/o (PEFT), o_proj head columns, and every
 // weight; a ragged batch of three sequences, token cross-entropy averaged over the batch. Tolerance:
-// 1e-4 of the largest gradient (F32), with activations kept and recomputed.
+// 1e-4 of the largest gradient (F32), with activations kept and recomputed; on a GPU machine, the same
+// on every device backend.
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <map>
 
 #include "engine/json_file.h"
 #include "engine/safetensors.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "models/model.h"
+#include "test_backends.h"
 #include "test_util.h"
 #include "train/backward.h"
 #include "train/losses.h"
@@ -95,16 +98,16 @@ void set_param(Trainable& tr, const std::string& name, const std::vector<float>&
   FAIL("no parameter " << name);
 }
 
-}  // namespace
+using BackendFactory = std::function<std::unique_ptr<Backend>()>;
 
-TEST_CASE("training: LoRA gradients (q/v/o) equal PyTorch autograd + PEFT") {
+void check_lora_gradients(const BackendFactory& make_backend) {
   for (const char* name : {"llama_gqa", "mistral_swa", "qwen2_bias_tied", "qwen2_swa"}) {
     for (bool recompute : {false, true}) {
       CAPTURE(name);
       CAPTURE(recompute);
       const Reference ref(name);
-      CpuBackend be(2);
-      auto model = Model::load(test::fixtures_dir() / "models" / name, be);
+      const std::unique_ptr<Backend> be = make_backend();
+      auto model = Model::load(test::fixtures_dir() / "models" / name, *be);
       TrainSpec spec;
       spec.lora.rank = ref.meta["lora"]["rank"];
       spec.lora.alpha = ref.meta["lora"]["alpha"];
@@ -120,14 +123,14 @@ TEST_CASE("training: LoRA gradients (q/v/o) equal PyTorch autograd + PEFT") {
   }
 }
 
-TEST_CASE("training: o_proj head-column gradients equal PyTorch autograd") {
+void check_column_gradients(const BackendFactory& make_backend) {
   for (const char* name : {"llama_gqa", "qwen2_swa"}) {
     for (bool recompute : {false, true}) {
       CAPTURE(name);
       CAPTURE(recompute);
       const Reference ref(name);
-      CpuBackend be(2);
-      auto model = Model::load(test::fixtures_dir() / "models" / name, be);
+      const std::unique_ptr<Backend> be = make_backend();
+      auto model = Model::load(test::fixtures_dir() / "models" / name, *be);
       TrainSpec spec;
       spec.kind = TrainKind::Columns;
       for (const auto& h : ref.meta["columns"]["heads"]) spec.heads.emplace_back(h[0], h[1]);
@@ -143,14 +146,14 @@ TEST_CASE("training: o_proj head-column gradients equal PyTorch autograd") {
   }
 }
 
-TEST_CASE("training: full-model gradients (embeddings, norms, biases, tied lm_head) equal PyTorch autograd") {
+void check_full_gradients(const BackendFactory& make_backend) {
   for (const char* name : {"llama_gqa", "qwen2_bias_tied"}) {
     for (bool recompute : {false, true}) {
       CAPTURE(name);
       CAPTURE(recompute);
       const Reference ref(name);
-      CpuBackend be(2);
-      auto model = Model::load(test::fixtures_dir() / "models" / name, be);
+      const std::unique_ptr<Backend> be = make_backend();
+      auto model = Model::load(test::fixtures_dir() / "models" / name, *be);
       TrainSpec spec;
       spec.kind = TrainKind::Full;
       auto tr = make_trainable(*model, spec, 1);
@@ -163,5 +166,28 @@ TEST_CASE("training: full-model gradients (embeddings, norms, biases, tied lm_he
       INFO("max error / max gradient " << err);
       CHECK(err < 1e-4);
     }
+  }
+}
+
+std::unique_ptr<Backend> cpu_backend() { return std::make_unique<CpuBackend>(2); }
+
+}  // namespace
+
+TEST_CASE("training: LoRA gradients (q/v/o) equal PyTorch autograd + PEFT") { check_lora_gradients(cpu_backend); }
+
+TEST_CASE("training: o_proj head-column gradients equal PyTorch autograd") { check_column_gradients(cpu_backend); }
+
+TEST_CASE("training: full-model gradients (embeddings, norms, biases, tied lm_head) equal PyTorch autograd") {
+  check_full_gradients(cpu_backend);
+}
+
+TEST_CASE("device backends: whole-model gradients (LoRA, head columns, full) equal PyTorch autograd as on the CPU") {
+  const auto devices = test::device_backends();
+  TILLER_SKIP_UNLESS(!devices.empty(), test::no_device_reason());
+  for (const auto& device : devices) {
+    CAPTURE(device.name);
+    check_lora_gradients(device.make);
+    check_column_gradients(device.make);
+    check_full_gradients(device.make);
   }
 }
