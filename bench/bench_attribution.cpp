@@ -7,7 +7,7 @@
 // with the naive one on the same trial, and the projection for 12 languages x 5 tasks x 25
 // trials x L·H heads (and for the 53 task files that exist). Appends one JSON line to --out.
 //
-//   tiller-bench-attribution --model DIR [--device cpu|cuda] [--threads N] [--prompt 96] [--trials 3]
+//   tiller-bench-attribution (--model DIR | --random-config config.json [--dtype bf16] [--seed S]) [--device cpu|cuda] [--threads N] [--prompt 96] [--trials 3]
 //                            [--naive-trials 1] [--mean-prompts 4] [--batch-rows 1024] [--shape NAME]
 //                            [--out FILE.jsonl] [--commit SHA]
 #include <cmath>
@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_model.h"
 #include "bench/roofline.h"
 #include "bench/flags.h"
 #include "engine/error.h"
@@ -28,7 +29,8 @@
 
 namespace {
 
-constexpr const char* kUsage = R"(Usage: tiller-bench-attribution --model DIR [--device cpu|cuda] [--threads N] [--prompt 96] [--trials 3]
+constexpr const char* kUsage = R"(Usage: tiller-bench-attribution (--model DIR | --random-config config.json [--dtype bf16] [--seed S])
+                                [--device cpu|cuda] [--threads N] [--prompt 96] [--trials 3]
                                 [--naive-trials 1] [--mean-prompts 4] [--batch-rows 1024] [--shape NAME]
                                 [--out FILE.jsonl] [--commit SHA]
 Patched passes per second, fast against naive, and the projected time of Soteria's protocol.
@@ -38,7 +40,8 @@ using namespace tiller;
 using namespace tiller::bench;
 
 struct Options {
-  std::string model, shape, out, commit = "unknown", device = "cpu";
+  std::string model, random_config, dtype = "bf16", shape, out, commit = "unknown", device = "cpu";
+  uint64_t seed = 0;
   int threads = 0;
   int64_t prompt = 96, trials = 3, naive_trials = 1, mean_prompts = 4, batch_rows = 1024;
 };
@@ -47,6 +50,9 @@ Options parse(int argc, char** argv) {
   Options o;
   for_each_flag(argc, argv, kUsage, [&](const std::string& a, auto& next) {
     if (a == "--model") o.model = next();
+    else if (a == "--random-config") o.random_config = next();
+    else if (a == "--dtype") o.dtype = next();
+    else if (a == "--seed") o.seed = std::stoull(next());
     else if (a == "--device") o.device = next();
     else if (a == "--threads") o.threads = std::stoi(next());
     else if (a == "--prompt") o.prompt = std::stoll(next());
@@ -60,9 +66,11 @@ Options parse(int argc, char** argv) {
     else return false;
     return true;
   });
-  if (o.model.empty()) fail("--model DIR is required (e.g. tiller random-init --config bench/configs/smollm2-135m.json)");
+  if (o.model.empty() == o.random_config.empty()) fail("give one of --model DIR or --random-config config.json");
   if (o.prompt < 2 || o.trials < 1 || o.naive_trials < 0 || o.mean_prompts < 1) fail("bad sizes");
-  if (o.shape.empty()) o.shape = std::filesystem::path(o.model).filename().string();
+  if (o.shape.empty())
+    o.shape = o.model.empty() ? std::filesystem::path(o.random_config).stem().string()
+                              : std::filesystem::path(o.model).filename().string();
   return o;
 }
 
@@ -87,11 +95,12 @@ double layer_flops(const ModelConfig& c) {
 int main(int argc, char** argv) try {
   const Options o = parse(argc, argv);
   std::unique_ptr<Backend> backend = make_backend(o.device, o.threads);
-  auto model = Model::load(o.model, *backend);
+  ThreadPool host_pool(o.threads);  // random weights on the host
+  const auto model = load_bench_model(o.model, o.random_config, o.dtype, o.seed, *backend, host_pool);
   const ModelConfig& c = model->config();
   const int64_t L = c.n_layers, H = c.n_heads, LH = L * H, n = o.prompt;
-  std::printf("model %s: %s, %lld layers x %lld heads, %.1fM parameters, %s weights; backend %s\n", o.model.c_str(),
-              c.architecture_name.c_str(), (long long)L, (long long)H, double(c.n_parameters()) / 1e6,
+  std::printf("model %s: %s, %lld layers x %lld heads, %.1fM parameters, %s weights; backend %s\n",
+              (o.model.empty() ? o.random_config : o.model).c_str(), c.architecture_name.c_str(), (long long)L, (long long)H, double(c.n_parameters()) / 1e6,
               std::string(dtype_name(model->weight_dtype())).c_str(), backend->name().c_str());
   double bw_gbs = 0;
   if (auto* cpu = dynamic_cast<CpuBackend*>(backend.get())) {

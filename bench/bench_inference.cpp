@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_model.h"
 #include "bench/gpu_roofline.h"
 #include "bench/roofline.h"
 #include "bench/flags.h"
@@ -29,7 +30,6 @@
 #include "engine/sampler.h"
 #include "kernels/backends.h"
 #include "models/model.h"
-#include "models/random_weights.h"
 
 namespace {
 
@@ -71,7 +71,6 @@ Options parse(int argc, char** argv) {
     else return false;
     return true;
   });
-  if (o.model.empty() == o.random_config.empty()) fail("give one of --model DIR or --random-config config.json");
   if (o.shape.empty())
     o.shape = o.model.empty() ? std::filesystem::path(o.random_config).stem().string()
                               : std::filesystem::path(o.model).filename().string();
@@ -155,17 +154,7 @@ int main(int argc, char** argv) try {
   const std::unique_ptr<Backend> backend_ptr = make_backend(o.backend, o.threads);
   Backend& backend = *backend_ptr;
   ThreadPool host_pool(o.threads);  // random weights on the host, CPU bandwidth
-  std::unique_ptr<Model> model;
-  if (!o.model.empty()) {
-    model = Model::load(o.model, backend);
-  } else {
-    const json config_json = read_json_file(o.random_config);
-    const DType dtype = o.dtype == "bf16" ? DType::BF16 : o.dtype == "f16" ? DType::F16 : o.dtype == "f32" ? DType::F32
-                                                                                                          : DType::I32;
-    if (dtype == DType::I32) fail("--dtype expects bf16, f16 or f32, found ", o.dtype);
-    model = random_model(parse_model_config(config_json, o.random_config), backend, dtype,
-                         RandomWeightOptions{o.seed, config_json.value("initializer_range", 0.02)}, host_pool);
-  }
+  const std::unique_ptr<Model> model = load_bench_model(o.model, o.random_config, o.dtype, o.seed, backend, host_pool);
   const ModelConfig& c = model->config();
   auto* cpu = dynamic_cast<CpuBackend*>(&backend);
   Recorder rec{o, c, std::string(dtype_name(model->weight_dtype())), cpu ? cpu->pool().size() : 0, backend.name(), {}};
