@@ -4,7 +4,7 @@
 
 #include "cli/commands.h"
 #include "cli/common.h"
-#include "cli/progress_bar.h"
+#include "engine/progress.h"
 #include "steering/attribution.h"
 #include "steering/attribution_scores.h"
 #include "steering/function_task.h"
@@ -117,8 +117,8 @@ int run_attribute(const Args& args) {
 
   const auto t0 = std::chrono::steady_clock::now();
   const MeanHeadActivations mean = mean_head_activations(*s.model, prompts.clean, positions, opt.max_rows);
-  ProgressBar bar("attribute " + meta["task"] + "/" + meta["language"], !args.has("--quiet"));
-  opt.progress = [&](int64_t done, int64_t total) { bar.update(done, total); };
+  ProgressLine bar("attribute " + meta["task"] + "/" + meta["language"], "passes", !args.has("--quiet"));
+  opt.progress = [&](int64_t done, int64_t total) { bar.update(done, total, {}, done == total); };
   const AttributionResult res = attribute_heads(*s.model, mean, prompts.corrupted, opt);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 

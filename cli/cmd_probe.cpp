@@ -7,8 +7,8 @@
 
 #include "cli/commands.h"
 #include "cli/common.h"
-#include "cli/progress_bar.h"
 #include "engine/error.h"
+#include "engine/progress.h"
 #include "eval/dataset.h"
 #include "eval/probe.h"
 #include "eval/probe_output.h"
@@ -119,7 +119,7 @@ std::vector<std::string> probe_languages(const Dataset& d, bool asked) {
 // One model's systems over every language not yet in the journal.
 void probe_model(Model& model, ProjectionDelta* delta, const std::vector<std::string>& systems,
                  const std::vector<ProbeLanguage>& languages, const ProbeOptions& opt, ProbeJournal& journal,
-                 ProgressBar& bar, int64_t& done, int64_t total) {
+                 ProgressLine& bar, int64_t& done, int64_t total) {
   const std::string fingerprint = model_fingerprint(model);
   for (const std::string& system : systems) journal.check_model(system, fingerprint);
   for (const ProbeLanguage& l : languages) {
@@ -132,7 +132,7 @@ void probe_model(Model& model, ProjectionDelta* delta, const std::vector<std::st
     const int64_t before = done;
     const ProbeLanguageResult r = probe_language(model, delta, systems, l, opt, [&](int64_t d, int64_t) {
       done = before + d;
-      bar.update(done, total);
+      bar.update(done, total, {}, done == total);
     });
     journal.record(r, fingerprint);
   }
@@ -269,7 +269,7 @@ int run_probe(const Args& args) {
   for (const auto& name : systems) std::fprintf(stderr, "%s ", name.c_str());
   std::fprintf(stderr, "%s\n", reference_dir.empty() ? "" : "reference");
 
-  ProgressBar bar("probe", !args.has("--quiet"));
+  ProgressLine bar("probe", "prompts", !args.has("--quiet"));
   int64_t done = 0;
   probe_model(*s.model, s.profiles.get(), systems, tokenized, opt, journal, bar, done, total);
   if (!reference_dir.empty()) {
@@ -279,7 +279,7 @@ int run_probe(const Args& args) {
     probe_model(*reference, nullptr, {kReferenceSystem}, ref_tokens, opt, journal, bar, done, total);
     systems.push_back(kReferenceSystem);
   }
-  if (done < total) bar.update(total, total);  // all resumed: nothing drew it
+  bar.update(total, total, {}, true);  // when everything was resumed, nothing drew it yet
 
   // Rows in a fixed order: system, language, layer.
   std::vector<ProbeRow> rows = journal.rows();

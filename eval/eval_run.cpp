@@ -3,8 +3,6 @@
 // threads hand their results over through one mutex-guarded inbox.
 #include "eval/eval_run.h"
 
-#include <unistd.h>
-
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -15,6 +13,7 @@
 #include <unordered_map>
 
 #include "engine/jsonl_appender.h"
+#include "engine/progress.h"
 
 namespace tiller::eval {
 
@@ -36,14 +35,6 @@ uint64_t request_seed(uint64_t seed, const std::string& key) {
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
   return z ^ (z >> 31);
-}
-
-std::string duration_text(double s) {
-  char buf[32];
-  if (s >= 3600) std::snprintf(buf, sizeof buf, "%dh%02dm", int(s / 3600), int(s / 60) % 60);
-  else if (s >= 60) std::snprintf(buf, sizeof buf, "%dm%02ds", int(s / 60), int(s) % 60);
-  else std::snprintf(buf, sizeof buf, "%ds", int(s));
-  return buf;
 }
 
 // The first place two JSON values differ, as "path: old -> new".
@@ -374,27 +365,20 @@ EvalOutcome run_eval(const serving::ServedModel& model, serving::Scheduler& sche
     }
   };
 
-  const bool tty = isatty(STDERR_FILENO);
-  auto last_progress = t0 - std::chrono::seconds(60);
+  // Counts items of this run; those resumed from items.jsonl count as done before it.
+  ProgressLine line("eval", "items", run.progress, out.already_done);
   auto progress = [&](bool final) {
-    if (!run.progress) return;
-    const auto now = Clock::now();
-    if (!final && now - last_progress < (tty ? std::chrono::milliseconds(250) : std::chrono::seconds(10))) return;
-    last_progress = now;
-    const double elapsed = std::chrono::duration<double>(now - t0).count();
-    const int64_t todo = out.total - out.already_done, done = out.judged + out.failed;
-    const double rate = elapsed > 0 ? double(done) / elapsed : 0;
-    const double eta = done > 0 ? elapsed * double(todo - done) / double(done) : 0;
-    const int width = 24, filled = todo > 0 ? int(width * done / std::max<int64_t>(todo, 1)) : width;
+    if (!final && !line.due()) return;
     int64_t backlog = 0;
     {
       std::lock_guard lock(inbox.mutex);
       for (const auto& q : inbox.judge_queues) backlog += int64_t(q.size());
     }
-    std::fprintf(stderr, "%s[%s%s] %lld/%lld  %.2f items/s  %.1f tok/s  judging %lld  ETA %s%s", tty ? "\r\033[K" : "",
-                 std::string(size_t(filled), '#').c_str(), std::string(size_t(width - filled), '.').c_str(), (long long)done,
-                 (long long)todo, rate, elapsed > 0 ? double(out.generated_tokens) / elapsed : 0.0, (long long)backlog,
-                 done > 0 ? duration_text(eta).c_str() : "?", tty && !final ? "" : "\n");
+    const double elapsed = line.elapsed_seconds();
+    char figures[96];
+    std::snprintf(figures, sizeof figures, "%.1f tok/s  judging %lld",
+                  elapsed > 0 ? double(out.generated_tokens) / elapsed : 0.0, (long long)backlog);
+    line.update(out.already_done + out.judged + out.failed, out.total, figures, final);
   };
 
   scheduler.start();

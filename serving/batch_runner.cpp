@@ -1,8 +1,6 @@
 // The JSONL batch runner: parse, submit with back-pressure, write results in input order.
 #include "serving/batch_runner.h"
 
-#include <unistd.h>
-
 #include <chrono>
 #include <cstdio>
 #include <deque>
@@ -10,6 +8,7 @@
 #include <unordered_set>
 
 #include "engine/jsonl_appender.h"
+#include "engine/progress.h"
 #include "serving/completion_sink.h"
 #include "serving/openai_request.h"
 
@@ -64,14 +63,6 @@ ojson result_line(const Job& job) {
   return out;
 }
 
-std::string duration_text(double s) {
-  char buf[32];
-  if (s >= 3600) std::snprintf(buf, sizeof buf, "%dh%02dm", int(s / 3600), int(s / 60) % 60);
-  else if (s >= 60) std::snprintf(buf, sizeof buf, "%dm%02ds", int(s / 60), int(s) % 60);
-  else std::snprintf(buf, sizeof buf, "%ds", int(s));
-  return buf;
-}
-
 }  // namespace
 
 BatchSummary run_batch_file(const ServedModel& model, Scheduler& scheduler, const BatchOptions& opt) {
@@ -86,12 +77,9 @@ BatchSummary run_batch_file(const ServedModel& model, Scheduler& scheduler, cons
   std::unordered_set<std::string> done;
   JsonlAppender out(opt.output, [&](std::string_view line) { note_finished(line, done); });
 
-  const bool tty = isatty(STDERR_FILENO);
-  auto progress_clear = [&] {
-    if (opt.progress && tty) std::fputs("\r\033[K", stderr);
-  };
+  ProgressLine progress("batch", "requests", opt.progress);  // counts this run's requests, not the skipped
   auto report_bad = [&](int64_t n, const std::string& why) {
-    progress_clear();
+    progress.clear();
     std::fprintf(stderr, "tiller batch: %s:%lld: %s; line skipped\n", opt.input.c_str(), (long long)n, why.c_str());
     sum.bad_lines++;
   };
@@ -107,7 +95,6 @@ BatchSummary run_batch_file(const ServedModel& model, Scheduler& scheduler, cons
 
   scheduler.start();
   const auto t0 = Clock::now();
-  auto last_progress = t0 - std::chrono::seconds(60);
   const size_t window_limit = size_t(scheduler.options().max_queue + scheduler.options().max_batch);
   std::deque<Job> window;  // submitted, in input order
   std::optional<Job> pending;  // parsed, waiting for room in the queue
@@ -183,7 +170,7 @@ BatchSummary run_batch_file(const ServedModel& model, Scheduler& scheduler, cons
       out.append(result.dump(-1, ' ', false, ojson::error_handler_t::replace));  // a kill loses nothing written
       if (result.contains("error")) {
         sum.failed++;
-        progress_clear();
+        progress.clear();
         std::fprintf(stderr, "tiller batch: id %s failed: %s\n", result["id"].dump().c_str(),
                       result["error"].get<std::string>().c_str());
       } else {
@@ -194,19 +181,11 @@ BatchSummary run_batch_file(const ServedModel& model, Scheduler& scheduler, cons
       window.pop_front();
     }
     const bool finished = eof && window.empty() && !pending;
-    const auto now = Clock::now();
-    const double elapsed = std::chrono::duration<double>(now - t0).count();
-    if (opt.progress && (finished || now - last_progress > (tty ? std::chrono::milliseconds(250) : std::chrono::seconds(10)))) {
-      last_progress = now;
-      const int64_t todo = sum.lines - sum.skipped - sum.bad_lines;
-      const int64_t n_done = sum.completed + sum.failed;
-      const double rate = elapsed > 0 ? double(sum.completion_tokens) / elapsed : 0;
-      const double eta = n_done > 0 ? elapsed * double(todo - n_done) / double(n_done) : 0;
-      const int width = 24, filled = todo > 0 ? int(width * n_done / todo) : width;
-      std::fprintf(stderr, "%s[%s%s] %lld/%lld  %.1f tok/s  %.2f req/s  ETA %s%s", tty ? "\r\033[K" : "",
-                   std::string(size_t(filled), '#').c_str(), std::string(size_t(width - filled), '.').c_str(),
-                   (long long)n_done, (long long)todo, rate, elapsed > 0 ? double(n_done) / elapsed : 0.0,
-                   n_done > 0 ? duration_text(eta).c_str() : "?", tty && !finished ? "" : "\n");
+    if (finished || progress.due()) {
+      const double elapsed = progress.elapsed_seconds();
+      char figures[48];
+      std::snprintf(figures, sizeof figures, "%.1f tok/s", elapsed > 0 ? double(sum.completion_tokens) / elapsed : 0.0);
+      progress.update(sum.completed + sum.failed, sum.lines - sum.skipped - sum.bad_lines, figures, finished);
     }
     if (finished) break;
     std::unique_lock lock(mutex);

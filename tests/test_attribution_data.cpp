@@ -134,7 +134,7 @@ TEST_CASE("attribute: Soteria's antonym files end to end on stories260K (UTF-8, 
   test::CliRun r = test::run_tiller_cli(run + " --dump-prompts " + dump.string());
   REQUIRE(r.status == 0);
   CHECK(r.out.find("2398 rows, 2 dropped (empty input or output), 1677 train / 216 valid") != std::string::npos);
-  CHECK(r.out.find("] 100% 120/120") != std::string::npos);  // the progress bar ends complete
+  CHECK(r.out.find("#] 120/120  ") != std::string::npos);  // the progress line ends complete
   const AttributionScores s = read_attribution_scores(out);
   CHECK(s.trials == 3);
   CHECK(s.n_layers == 5);

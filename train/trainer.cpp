@@ -1,41 +1,16 @@
 // The training loop: steps, stopping on NaN, checkpoints, the progress bar and the loss log.
 #include "train/trainer.h"
 
-#include <unistd.h>
-
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
 
 #include "engine/error.h"
+#include "engine/progress.h"
 #include "train/train_checkpoint.h"
 
 namespace tiller {
-namespace {
-
-std::string clock_text(double seconds) {
-  const int64_t s = int64_t(seconds + 0.5);
-  char buf[32];
-  if (s >= 3600) std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", (long long)(s / 3600), (long long)(s / 60 % 60), (long long)(s % 60));
-  else std::snprintf(buf, sizeof buf, "%02lld:%02lld", (long long)(s / 60), (long long)(s % 60));
-  return buf;
-}
-
-// "step 12/100 [=====>     ] loss 2.3104 lr 1.9e-04 | 1532 tok/s | ETA 01:02"
-void show_progress(int64_t done, int64_t total, double loss, double lr, double tok_s, double eta, bool tty) {
-  constexpr int kWidth = 24;
-  const int filled = int(double(kWidth) * double(done) / double(std::max<int64_t>(total, 1)));
-  std::string bar(size_t(kWidth), ' ');
-  for (int i = 0; i < filled; i++) bar[size_t(i)] = '=';
-  if (filled < kWidth) bar[size_t(filled)] = '>';
-  std::fprintf(stderr, "%sstep %lld/%lld [%s] loss %.4f lr %.2e | %.0f tok/s | ETA %s%s", tty ? "\r" : "",
-               (long long)done, (long long)total, bar.c_str(), loss, lr, tok_s, clock_text(eta).c_str(),
-               tty ? "\033[K" : "\n");
-  std::fflush(stderr);
-}
-
-}  // namespace
 
 Trainer::Trainer(Trainable& trainable, TrainerOptions options) : trainable_(trainable), o_(std::move(options)) {
   if (o_.steps < 1) fail("training needs at least one step (found ", o_.steps, ")");
@@ -60,7 +35,8 @@ void Trainer::run(const StepFn& step_fn) {
     log.open(o_.loss_log, start_ > 0 ? std::ios::app : std::ios::trunc);
     if (!log) fail("cannot write the loss log ", o_.loss_log.string());
   }
-  const bool tty = o_.progress && isatty(STDERR_FILENO);
+  // "train [######..................] 12/100  0.41 steps/s  loss 2.3104  lr 1.9e-04  1532 tok/s  ETA 3m35s"
+  ProgressLine progress("train", "steps", o_.progress, start_);
   using clock = std::chrono::steady_clock;
   const auto t0 = clock::now();
   int64_t tokens = 0;
@@ -70,7 +46,6 @@ void Trainer::run(const StepFn& step_fn) {
     const StepResult r = step_fn(s, pass);
     const double grad_norm = std::isfinite(r.loss) ? gradient_norm(be, trainable_.params()) * r.grad_scale : NAN;
     if (!std::isfinite(r.loss) || !std::isfinite(grad_norm)) {
-      if (tty) std::fputc('\n', stderr);
       std::string where = "no checkpoint was written (set --checkpoint-dir)";
       if (!o_.checkpoint_dir.empty()) where = "the last good state (after step " + std::to_string(s) + ") is in " + save(s).string();
       fail("step ", s + 1, ": the ", std::isfinite(r.loss) ? "gradient" : "loss", " is not finite (loss ", r.loss,
@@ -89,15 +64,15 @@ void Trainer::run(const StepFn& step_fn) {
       for (const auto& [k, v] : r.extra.items()) j[k] = v;
       log << j.dump() << "\n" << std::flush;
     }
-    if (o_.progress) {
-      const double eta = elapsed / double(s + 1 - start_) * double(o_.steps - s - 1);
-      show_progress(s + 1, o_.steps, r.loss, u.lr, tok_s, eta, tty);
-    }
     const bool last = s + 1 == o_.steps;
+    if (progress.due() || last) {
+      char figures[96];
+      std::snprintf(figures, sizeof figures, "loss %.4f  lr %.2e  %.0f tok/s", r.loss, u.lr, tok_s);
+      progress.update(s + 1, o_.steps, figures, last);
+    }
     if (!o_.checkpoint_dir.empty() && ((o_.checkpoint_every > 0 && (s + 1) % o_.checkpoint_every == 0) || last))
       save(s + 1);
   }
-  if (tty) std::fputc('\n', stderr);
 }
 
 }  // namespace tiller
