@@ -13,14 +13,15 @@ bench/configs/guard-tiny-llama3.json (BF16 for tiller; HF computes in F32, its f
 """
 import argparse
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine_info import machine  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -47,19 +48,6 @@ def run(cmd, **kw):
     if p.returncode != 0:
         sys.exit(f"failed: {' '.join(map(str, cmd))}\n{p.stdout}\n{p.stderr}")
     return p
-
-
-def machine():
-    cpu = platform.processor()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    return {"cpu": cpu, "cores": os.cpu_count(), "git": commit}
 
 
 def main():
@@ -104,9 +92,8 @@ def main():
         n_prompts = n_tokens = None
         hf_inputs = None
         for r in range(args.rounds):
-            s, tok, out = tiller_eval("guard", ["--judge", "guard:" + guard], r)
+            s, _, out = tiller_eval("guard", ["--judge", "guard:" + guard], r)
             results["tiller eval (generate + guard)"].append(s)
-            n_tokens = tok
             s, _, out_refusal = tiller_eval("refusal", refusal, r)
             results["tiller eval (generate + refusal)"].append(s)
             items = [json.loads(line) for line in open(out / "items.jsonl")]

@@ -13,7 +13,6 @@ import argparse
 import http.client
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -21,6 +20,9 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine_info import machine  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,23 +47,6 @@ def percentiles(values, qs=(50, 90, 99)):
         return {}
     v = sorted(values)
     return {f"p{q}": round(v[min(len(v) - 1, int(len(v) * q / 100))], 3) for q in qs}
-
-
-def machine():
-    cpu = platform.processor()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True).stdout.strip()
-    except OSError:
-        commit = ""
-    return {"cpu": cpu, "cores": os.cpu_count(), "git": commit}
 
 
 class Server:
@@ -180,6 +165,7 @@ def tiller_batch(tiller, model, ids_list, max_tokens, batch, threads, workdir):
 HF_SCRIPT = r"""
 import json, sys, time, torch
 from transformers import AutoModelForCausalLM
+
 model_dir, ids_file, max_tokens, threads, batches = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 torch.set_num_threads(threads)
 ids_list = json.load(open(ids_file))
