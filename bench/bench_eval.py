@@ -89,7 +89,7 @@ def main():
 
         results = {k: [] for k in ["tiller eval (generate + guard)", "tiller eval (generate + refusal)", "tiller batch",
                                    "hf transformers generate + guard"]}
-        n_prompts = n_tokens = None
+        n_prompts = None
         hf_inputs = None
         for r in range(args.rounds):
             s, _, out = tiller_eval("guard", ["--judge", "guard:" + guard], r)
