@@ -3,6 +3,7 @@
 #include "engine/quant.h"
 
 #include <cstring>
+#include <type_traits>
 
 #include "engine/error.h"
 
@@ -87,19 +88,10 @@ void q3_k(const BlockQ3_K& b, float* y) {
   }
 }
 
-void q4_k(const BlockQ4_K& b, float* y) {
-  const float d = h(b.d), dmin = h(b.dmin);
-  for (int j = 0; j < 8; j++) {
-    uint8_t sc, m;
-    q4k_scale_min(b.scales, j, &sc, &m);
-    const float d1 = d * float(sc), m1 = dmin * float(m);
-    const uint8_t* q = b.qs + (j / 2) * 32;
-    const int shift = 4 * (j % 2);
-    for (int l = 0; l < 32; l++) y[j * 32 + l] = d1 * float((q[l] >> shift) & 0xF) - m1;
-  }
-}
-
-void q5_k(const BlockQ5_K& b, float* y) {
+// Q4_K and Q5_K: eight 32-value sub-blocks with six-bit scales and mins, four low bits per value
+// from qs; Q5_K adds a fifth from qh (bit j of qh[l] for sub-block j).
+template <class Block>
+void k_quant_4_5(const Block& b, float* y) {
   const float d = h(b.d), dmin = h(b.dmin);
   for (int j = 0; j < 8; j++) {
     uint8_t sc, m;
@@ -108,7 +100,8 @@ void q5_k(const BlockQ5_K& b, float* y) {
     const uint8_t* q = b.qs + (j / 2) * 32;
     const int shift = 4 * (j % 2);
     for (int l = 0; l < 32; l++) {
-      const int v = ((q[l] >> shift) & 0xF) | (((b.qh[l] >> j) & 1) << 4);
+      int v = (q[l] >> shift) & 0xF;
+      if constexpr (std::is_same_v<Block, BlockQ5_K>) v |= ((b.qh[l] >> j) & 1) << 4;
       y[j * 32 + l] = d1 * float(v) - m1;
     }
   }
@@ -144,8 +137,8 @@ void dequantize(DType type, const void* src, float* dst, int64_t n) {
     case DType::Q5_1: return each_block<BlockQ5_1>(src, dst, n, 32, q5_1);
     case DType::Q2_K: return each_block<BlockQ2_K>(src, dst, n, 256, q2_k);
     case DType::Q3_K: return each_block<BlockQ3_K>(src, dst, n, 256, q3_k);
-    case DType::Q4_K: return each_block<BlockQ4_K>(src, dst, n, 256, q4_k);
-    case DType::Q5_K: return each_block<BlockQ5_K>(src, dst, n, 256, q5_k);
+    case DType::Q4_K: return each_block<BlockQ4_K>(src, dst, n, 256, k_quant_4_5<BlockQ4_K>);
+    case DType::Q5_K: return each_block<BlockQ5_K>(src, dst, n, 256, k_quant_4_5<BlockQ5_K>);
     case DType::Q6_K: return each_block<BlockQ6_K>(src, dst, n, 256, q6_k);
     default: break;
   }
