@@ -27,6 +27,8 @@ if [ ${#models[@]} -eq 0 ]; then
 fi
 commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- engine models kernels || echo "-dirty")
 device="$(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores"
+# TILLER_QUANTIZED_PREFILL=int8 (8-bit activations at every row count, as llama.cpp) is recorded with the device.
+device+=${TILLER_QUANTIZED_PREFILL:+, TILLER_QUANTIZED_PREFILL=$TILLER_QUANTIZED_PREFILL}
 peer=${PEER_LABEL:-llama.cpp $("$llama_bench" --version 2>&1 | head -1)}
 raw=$(mktemp -d)
 trap 'rm -rf "$raw"' EXIT

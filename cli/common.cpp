@@ -4,6 +4,7 @@
 #include <cctype>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <random>
 #include <sstream>
 
@@ -28,6 +29,8 @@ std::vector<Flag> model_flags() {
                                        "merged into the weights; serve and batch also take NAME=FILE, repeatable, applied "
                                        "per request", ""},
       {"--allow-fingerprint-mismatch", "", "", "apply a profile made for another model (warns instead of refusing)", ""},
+      {"--quantized-prefill", "", "exact|int8", "prompts of 32+ tokens on GGUF-quantized weights (CPU): exact (F32 panels) "
+                                                "or int8 (8-bit activations, as llama.cpp; about twice as fast)", "exact"},
   };
 }
 
@@ -83,6 +86,11 @@ std::unique_ptr<Backend> make_backend(const Args& args) {
   const int64_t threads = args.integer("--threads", 0);
   if (threads < 0 || threads > 1024) throw UsageError{"--threads expects 0..1024, found " + std::to_string(threads)};
   if (device != "cpu" && device != "cuda") throw UsageError{"--device expects cpu or cuda, found '" + device + "'"};
+  if (args.has("--quantized-prefill")) {
+    const std::string mode = args.str("--quantized-prefill");
+    if (mode != "exact" && mode != "int8") throw UsageError{"--quantized-prefill expects exact or int8, found '" + mode + "'"};
+    setenv("TILLER_QUANTIZED_PREFILL", mode.c_str(), 1);  // read once, by the CPU kernels' first call
+  }
   return tiller::make_backend(device, int(threads));
 }
 

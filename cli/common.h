@@ -16,7 +16,7 @@
 
 namespace tiller::cli {
 
-// --model, --threads, --device, --profile, --allow-fingerprint-mismatch
+// --model, --threads, --device, --dtype, --profile, --allow-fingerprint-mismatch, --quantized-prefill
 std::vector<Flag> model_flags();
 // --prompt, --tokens
 std::vector<Flag> prompt_flags();

@@ -58,6 +58,9 @@ TEST_CASE("cli: --help everywhere, clear errors and exit codes") {
   r = run_tiller("generate --model " + fixture("llama_gqa") + " --tokens 1,x");
   CHECK(r.status == 2);
   CHECK(r.out.find("found 'x'") != std::string::npos);
+  r = run_tiller("generate --model " + fixture("llama_gqa") + " --tokens 1,2 --quantized-prefill fast");
+  CHECK(r.status == 2);
+  CHECK(r.out.find("--quantized-prefill expects exact or int8, found 'fast'") != std::string::npos);
   r = run_tiller("generate --model /nonexistent/model --tokens 1");
   CHECK(r.status == 1);
   CHECK(r.out.find("/nonexistent/model: no config.json") != std::string::npos);

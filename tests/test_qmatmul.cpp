@@ -63,11 +63,12 @@ struct Variant {
 
 std::vector<Variant> variants() {
   std::vector<Variant> v;
-  auto add = [&](const char* name, IsaLevel level, Algo algo) {
+  auto add = [&](const char* name, IsaLevel level, Algo algo, bool int8_prefill = false) {
     MatmulPath p;
     p.level = level;
     p.algo = algo;
     p.split_always = true;
+    p.int8_prefill = int8_prefill;
     v.push_back({name, p});
   };
   add("generic/gemv", IsaLevel::Generic, Algo::Gemv);
@@ -80,6 +81,10 @@ std::vector<Variant> variants() {
     add("avx512/gemv", IsaLevel::Avx512, Algo::Gemv);
     add("avx512/gemm", IsaLevel::Avx512, Algo::Gemm);
   }
+  // Chosen by row count: the int8 GEMV below 32 rows, then exact panels, or with
+  // TILLER_QUANTIZED_PREFILL=int8 the int8 GEMV at every row count.
+  add("auto", cpu_features().level, Algo::Auto);
+  add("auto, int8 prefill", cpu_features().level, Algo::Auto, true);
   return v;
 }
 
@@ -98,7 +103,7 @@ TEST_CASE("qmatmul: every quantized type on every path matches the exact product
     const int64_t block = dtype_block(t);
     for (int64_t K : {block, block * 3, (block == 32 ? 7 : 2) * block * 2 + block}) {
       for (int64_t N : {1, 5, 37}) {
-        for (int64_t T : {1, 2, 3, 4, 7, 16, 40}) {
+        for (int64_t T : {1, 2, 3, 4, 7, 16, 40, 77}) {
           CAPTURE(dtype_name(t));
           CAPTURE(K);
           CAPTURE(N);
@@ -117,7 +122,7 @@ TEST_CASE("qmatmul: every quantized type on every path matches the exact product
             std::vector<float> y(size_t(T * N), NAN);
             detail::matmul_with({x.data(), T, K, w.data(), t, N, with_bias ? bias.data() : nullptr, y.data()}, v.path,
                                 pool(3));
-            const bool gemv = v.path.algo == Algo::Gemv;
+            const bool gemv = detail::resolve_algo(v.path, t, T, K) == Algo::Gemv;
             int64_t bad = 0;
             for (int64_t r = 0; r < T; r++) {
               for (int64_t n = 0; n < N; n++) {
@@ -194,6 +199,19 @@ TEST_CASE("qmatmul: results do not depend on the thread count, and matmul_many e
     matmul_many(x.data(), T, K, targets, pool(threads));
     for (int i = 0; i < 4; i++) CHECK(std::memcmp(many[size_t(i)].data(), single[size_t(i)].data(), many[size_t(i)].size() * 4) == 0);
   }
+}
+
+TEST_CASE("qmatmul: prompts take exact panels from 32 rows, or the int8 GEMV at every row count when asked") {
+  MatmulPath exact, int8;
+  exact.level = int8.level = IsaLevel::Avx2;
+  int8.int8_prefill = true;
+  for (DType t : kTypes) {
+    CAPTURE(dtype_name(t));
+    CHECK(detail::resolve_algo(exact, t, 31, 2048) == Algo::Gemv);
+    CHECK(detail::resolve_algo(exact, t, 32, 2048) == Algo::Gemm);
+    CHECK(detail::resolve_algo(int8, t, 512, 2048) == Algo::Gemv);
+  }
+  CHECK(detail::resolve_algo(int8, DType::BF16, 512, 2048) == detail::resolve_algo(exact, DType::BF16, 512, 2048));
 }
 
 TEST_CASE("qmatmul: types the kernels do not read are refused, and so are rows of partial blocks") {

@@ -98,6 +98,12 @@ CpuFeatures detect() {
     }
     if (cap < f.level) f.level = cap;
   }
+  if (const char* env = std::getenv("TILLER_QUANTIZED_PREFILL"); env && *env) {
+    const std::string_view v(env);
+    if (v != "exact" && v != "int8")
+      fail("TILLER_QUANTIZED_PREFILL=", v, ": expected exact or int8 (or unset it for exact)");
+    f.int8_prefill = v == "int8";
+  }
   return f;
 }
 
@@ -114,6 +120,7 @@ std::string CpuFeatures::describe() const {
     extras += std::string(extras.empty() ? "" : ", ") + "capped by TILLER_CPU_ISA; cpu has " +
               level_name(hw);
   }
+  if (int8_prefill) extras += std::string(extras.empty() ? "" : ", ") + "int8 prefill";
   return extras.empty() ? s : s + " (" + extras + ")";
 }
 

@@ -207,6 +207,7 @@ MatmulPath default_path() {
   MatmulPath p;
   p.level = f.level;
   p.bf16_dot = f.level == IsaLevel::Avx512 && f.avx512_bf16 && f.fast_bf16_dot;
+  p.int8_prefill = f.int8_prefill;
   return p;
 }
 
@@ -221,6 +222,7 @@ constexpr int64_t kGemmMinRowsGeneric = 16;
 // Quantized weights: int8 GEMV below, exactly dequantized panels from here. The int8 GEMV is still
 // faster at 32-64 rows, but a prompt of 32 tokens or more then gets the numbers its F32 weights
 // give, not those of 8-bit activations (which move SmolLM2-135M's prompt logits by up to 1.5).
+// TILLER_QUANTIZED_PREFILL=int8 (path.int8_prefill) keeps the int8 GEMV at every row count.
 constexpr int64_t kQGemmMinRows = 32;
 constexpr int64_t kDotMinRows = 8;     // BF16 weights on avx512_bf16: GEMV-dot from here
 // ... and the packed vdpbf16ps GEMM from here: GEMV-dot pays a reduction per output, which a
@@ -230,6 +232,7 @@ int64_t dot_gemm_min_rows(int64_t K) { return K < 1024 ? 64 : 192; }
 Algo resolve_algo(const MatmulPath& path, DType w_type, int64_t T, int64_t K) {
   if (is_quantized(w_type)) {  // the int8 GEMV up to the row count where exact F32 panels win
     if (path.algo != Algo::Auto) return path.algo == Algo::GemvDot ? Algo::Gemv : path.algo;
+    if (path.int8_prefill) return Algo::Gemv;
     return T < (path.level == IsaLevel::Generic ? kGemmMinRowsGeneric : kQGemmMinRows) ? Algo::Gemv : Algo::Gemm;
   }
   const bool dot = path.level == IsaLevel::Avx512 && path.bf16_dot && w_type == DType::BF16;

@@ -50,6 +50,7 @@ struct MatmulPath {
   bool bf16_dot = false;
   Algo algo = Algo::Auto;
   bool split_always = false;  // use every pool thread however small the work (tests of the split)
+  bool int8_prefill = false;  // quantized weights take the int8 GEMV at every row count
 };
 
 // The path matmul() takes on this machine (cpu_features(), TILLER_CPU_ISA applied).
