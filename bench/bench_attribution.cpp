@@ -7,9 +7,10 @@
 // with the naive one on the same trial, and the projection for 12 languages x 5 tasks x 25
 // trials x L·H heads (and for the 53 task files that exist). Appends one JSON line to --out.
 //
-//   tiller-bench-attribution (--model DIR | --random-config config.json [--dtype bf16] [--seed S]) [--device cpu|cuda] [--threads N] [--prompt 96] [--trials 3]
-//                            [--naive-trials 1] [--mean-prompts 4] [--batch-rows 1024] [--shape NAME]
-//                            [--out FILE.jsonl] [--commit SHA]
+//   tiller-bench-attribution (--model DIR | --random-config config.json [--dtype bf16] [--seed S])
+//                            [--device cpu|cuda] [--threads N] [--prompt 96] [--trials 3] [--naive-trials 1]
+//                            [--mean-prompts 4] [--batch-rows 1024] [--shape NAME] [--out FILE.jsonl]
+//                            [--commit SHA]
 #include <cmath>
 #include <cstdio>
 #include <ctime>
@@ -68,9 +69,7 @@ Options parse(int argc, char** argv) {
   });
   if (o.model.empty() == o.random_config.empty()) fail("give one of --model DIR or --random-config config.json");
   if (o.prompt < 2 || o.trials < 1 || o.naive_trials < 0 || o.mean_prompts < 1) fail("bad sizes");
-  if (o.shape.empty())
-    o.shape = o.model.empty() ? std::filesystem::path(o.random_config).stem().string()
-                              : std::filesystem::path(o.model).filename().string();
+  if (o.shape.empty()) o.shape = default_shape_name(o.model, o.random_config);
   return o;
 }
 
@@ -100,8 +99,9 @@ int main(int argc, char** argv) try {
   const ModelConfig& c = model->config();
   const int64_t L = c.n_layers, H = c.n_heads, LH = L * H, n = o.prompt;
   std::printf("model %s: %s, %lld layers x %lld heads, %.1fM parameters, %s weights; backend %s\n",
-              (o.model.empty() ? o.random_config : o.model).c_str(), c.architecture_name.c_str(), (long long)L, (long long)H, double(c.n_parameters()) / 1e6,
-              std::string(dtype_name(model->weight_dtype())).c_str(), backend->name().c_str());
+              (o.model.empty() ? o.random_config : o.model).c_str(), c.architecture_name.c_str(), (long long)L,
+              (long long)H, double(c.n_parameters()) / 1e6, std::string(dtype_name(model->weight_dtype())).c_str(),
+              backend->name().c_str());
   double bw_gbs = 0;
   if (auto* cpu = dynamic_cast<CpuBackend*>(backend.get())) {
     bw_gbs = measure_bandwidth(cpu->pool()).copy_gbs;

@@ -71,9 +71,7 @@ Options parse(int argc, char** argv) {
     else return false;
     return true;
   });
-  if (o.shape.empty())
-    o.shape = o.model.empty() ? std::filesystem::path(o.random_config).stem().string()
-                              : std::filesystem::path(o.model).filename().string();
+  if (o.shape.empty()) o.shape = default_shape_name(o.model, o.random_config);
   if (o.backend.empty()) o.backend = default_device();
   return o;
 }

@@ -4,6 +4,7 @@
 // so an 8B shape needs no file on the GPU machine.
 #pragma once
 
+#include <filesystem>
 #include <memory>
 #include <string>
 
@@ -27,6 +28,12 @@ inline std::unique_ptr<Model> load_bench_model(const std::string& model_dir, con
   const json config_json = read_json_file(random_config);
   return random_model(parse_model_config(config_json, random_config), backend, dtype,
                       RandomWeightOptions{seed, config_json.value("initializer_range", 0.02)}, host_pool);
+}
+
+// The name results are recorded under when --shape gives none: the folder's or the config's.
+inline std::string default_shape_name(const std::string& model_dir, const std::string& random_config) {
+  return model_dir.empty() ? std::filesystem::path(random_config).stem().string()
+                           : std::filesystem::path(model_dir).filename().string();
 }
 
 }  // namespace tiller::bench

@@ -13,10 +13,11 @@
 # lines to $OUT (the run tool's output folder) and appends the JSON lines to bench/results/gpu.jsonl
 # (decode, prefill) and bench/results/attribution.jsonl. Environment: COMMIT (recorded in the JSON
 # lines; default: git, else "unknown"), BUILD_DIR (build-gpu), SHAPES and ATTRIBUTION_SHAPES
-# ("llama-3.2-1b llama-3.1-8b"), BATCHES (1,8,32,128), PROMPT (512), CONTEXT (136) and STEPS (64) -- 136 + 3 warm-up + 64 stays within one 256-token block-table
-# bucket, so the timed decode steps replay one CUDA graph -- PEER_PYTHON (python3), HF_COMPILE=1
-# (torch.compile the peer), WERROR (OFF: the CUDA code is -Werror-clean with nvcc 13 / g++ 12; a
-# different host compiler must not fail the session on someone else's warning).
+# ("llama-3.2-1b llama-3.1-8b"), BATCHES (1,8,32,128), PROMPT (512), CONTEXT (136) and STEPS (64)
+# -- 136 + 3 warm-up + 64 stays within one 256-token block-table bucket, so the timed decode steps
+# replay one CUDA graph -- PEER_PYTHON (python3), HF_COMPILE=1 (torch.compile the peer), WERROR
+# (OFF: the CUDA code is -Werror-clean with nvcc 13 / g++ 12; a different host compiler must not
+# fail the session on someone else's warning).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-all}
